@@ -1,0 +1,36 @@
+"""Shared test fixtures: paths to the reference data, a small synthetic episode maker."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PUSHT_ZARR = REPO.parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
+
+
+@pytest.fixture
+def pusht_zarr() -> Path:
+    if not PUSHT_ZARR.exists():
+        pytest.skip(f"reference PushT data not found at {PUSHT_ZARR}")
+    return PUSHT_ZARR
+
+
+def make_episode(i: int, length: int | None = None, image: bool = True) -> dict[str, np.ndarray]:
+    """A deterministic synthetic episode in the PushT key layout (index i seeds its contents)."""
+    rng = np.random.default_rng(i)
+    T = length or int(rng.integers(5, 30))
+    ep = {
+        "state": rng.uniform(0, 512, (T, 5)).astype(np.float32),
+        "keypoint": rng.uniform(0, 512, (T, 9, 2)).astype(np.float32),
+        "action": rng.uniform(0, 512, (T, 2)).astype(np.float32),
+        "n_contacts": rng.integers(0, 3, (T, 1)).astype(np.float32),
+    }
+    if image:
+        ep["img"] = rng.integers(0, 256, (T, 96, 96, 3), dtype=np.uint8)
+    return ep
+
+
+@pytest.fixture
+def episode_factory():
+    return make_episode
