@@ -1,0 +1,29 @@
+"""The diffusion core shared by action, image and text models: schedulers, the sampling loop, the loss.
+
+    from robodiff.diffusion import make_scheduler, sample, diffusion_loss
+    sched = make_scheduler("ddim", num_train_timesteps=100, prediction_type="epsilon")
+    loss = diffusion_loss(denoiser, x0, cond, sched)          # training
+    x = sample(denoiser, x0.shape, cond, sched, steps=10)     # inference
+"""
+
+from robodiff.diffusion.losses import diffusion_loss
+from robodiff.diffusion.sampling import sample
+from robodiff.diffusion.schedulers import (
+    SCHEDULER_NAMES,
+    DiffusersScheduler,
+    NoiseScheduler,
+    SpacedDDIMScheduler,
+    make_scheduler,
+    split_prediction,
+)
+
+__all__ = [
+    "SCHEDULER_NAMES",
+    "DiffusersScheduler",
+    "NoiseScheduler",
+    "SpacedDDIMScheduler",
+    "diffusion_loss",
+    "make_scheduler",
+    "sample",
+    "split_prediction",
+]
