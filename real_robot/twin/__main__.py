@@ -1,0 +1,3 @@
+from real_robot.twin.station import main
+
+main()
