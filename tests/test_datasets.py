@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from robodiff.data.datasets import PushTDataset, SequenceDataset, make_loader
+from robodiff.data.datasets import DatasetError, PushTDataset, SequenceDataset, make_loader
 from robodiff.data.replay_buffer import ReplayBuffer
 
 PUSHT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
@@ -88,9 +88,9 @@ def test_missing_key_error_names_key_and_task(tmp_path):
     ep = _episode(10, 0)
     del ep["keypoint"], ep["img"]
     rb.add_episode(ep)
-    with pytest.raises(KeyError, match=r"no key 'keypoint'.*pusht_lowdim"):
+    with pytest.raises(DatasetError, match=r"no key 'keypoint'.*pusht_lowdim"):
         PushTDataset(tmp_path / "nokp.zarr", "lowdim")
-    with pytest.raises(KeyError, match=r"no key 'img'.*'image'"):
+    with pytest.raises(DatasetError, match=r"no key 'img'.*'image'"):
         PushTDataset(tmp_path / "nokp.zarr", "image")
     assert len(PushTDataset(tmp_path / "nokp.zarr", "state", horizon=4)) > 0
 
@@ -98,7 +98,7 @@ def test_missing_key_error_names_key_and_task(tmp_path):
 def test_missing_path_and_bad_obs_type(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset not found"):
         PushTDataset(tmp_path / "nope.zarr", "lowdim")
-    with pytest.raises(ValueError, match="choose one of"):
+    with pytest.raises(DatasetError, match="choose one of"):
         PushTDataset(tmp_path, "lidar")
 
 

@@ -16,12 +16,16 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from robodiff.data.sampler import SequenceSampler, downsample_mask, get_val_mask
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot serve the task (missing key, wrong shape, no episodes); the message says why."""
 
 
 @dataclass(frozen=True)
@@ -103,14 +107,14 @@ class SequenceDataset(torch.utils.data.Dataset):
         keys = set(rb.keys())
         unknown = [k for k in obs_keys if k not in OBS_SOURCES]
         if unknown:
-            raise ValueError(f"{task_name}: unknown obs keys {unknown}; known: {sorted(OBS_SOURCES)}")
+            raise DatasetError(f"{task_name}: unknown obs keys {unknown}; known: {sorted(OBS_SOURCES)}")
         need = {"action": ("action",)}
         need.update({k: OBS_SOURCES[k].needs for k in obs_keys})
         for what, needs in need.items():
             missing = [k for k in needs if k not in keys]
             if missing:
                 descr = "action (T,2)" if what == "action" else OBS_SOURCES[what].what
-                raise KeyError(
+                raise DatasetError(
                     f"dataset {self.source_name} has no key {missing[0]!r} (it has {sorted(keys)}); "
                     f"task {task_name!r} needs {missing} for {what!r}: {descr}"
                 )
@@ -121,7 +125,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         del raw
         self.episode_ends = np.asarray(rb.episode_ends, dtype=np.int64)
         if len(self.episode_ends) == 0:
-            raise ValueError(f"dataset {self.source_name} has no episodes")
+            raise DatasetError(f"dataset {self.source_name} has no episodes")
         self.obs_keys = list(obs_keys)
         self.horizon, self.n_obs_steps = int(horizon), int(n_obs_steps)
         self.pad_before = n_obs_steps - 1 if pad_before is None else int(pad_before)
@@ -198,10 +202,11 @@ def collate_batched(batch):
 
 def make_loader(dataset: SequenceDataset, batch_size: int, shuffle: bool = True, sampler=None,
                 num_workers: int = 0, drop_last: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
-    """DataLoader that fetches whole batches through ``dataset.__getitems__`` (vectorised)."""
-    generator = None
-    if sampler is None and shuffle:
-        generator = torch.Generator().manual_seed(seed)
+    """DataLoader that fetches whole batches through ``dataset.__getitems__`` (vectorised).
+
+    It always gets its own generator: a DataLoader otherwise draws its worker base seed from the global torch
+    RNG each time it is iterated, which would shift the training noise of a resumed run.
+    """
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=batch_size,
@@ -210,7 +215,7 @@ def make_loader(dataset: SequenceDataset, batch_size: int, shuffle: bool = True,
         num_workers=num_workers,
         drop_last=drop_last,
         collate_fn=collate_batched,
-        generator=generator,
+        generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
     )
 
@@ -229,6 +234,6 @@ class PushTDataset(SequenceDataset):
 
     def __init__(self, source, obs_type: str = "lowdim", **kwargs):
         if obs_type not in PUSHT_OBS_KEYS:
-            raise ValueError(f"PushTDataset: obs_type {obs_type!r} unknown; choose one of {sorted(PUSHT_OBS_KEYS)}")
+            raise DatasetError(f"PushTDataset: obs_type {obs_type!r} unknown; choose one of {sorted(PUSHT_OBS_KEYS)}")
         kwargs.setdefault("task_name", f"pusht_{obs_type}")
         super().__init__(source, PUSHT_OBS_KEYS[obs_type], **kwargs)
