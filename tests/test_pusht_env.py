@@ -249,3 +249,17 @@ def test_walls_drawn_only_when_needed_give_the_same_pixels():
         r._draw_walls(r.canvas)  # always on top, as the reference drew them
         full = np.frombuffer(r.canvas.get_buffer(), np.uint8).reshape(512, 512, 3)[..., ::-1].copy()
         np.testing.assert_array_equal(fast, full)
+
+
+def test_dataset_row_matches_observations():
+    """The one recorder row: dataset keys/dtypes, state equal to the state observation, error before reset."""
+    env = PushTEnv(obs_type="state")
+    with pytest.raises(RuntimeError, match="reset"):
+        env.dataset_row([1.0, 2.0])
+    obs, _ = env.reset(seed=3)
+    row = env.dataset_row([100.0, 200.0])
+    assert sorted(row) == ["action", "img", "keypoint", "n_contacts", "state"]
+    assert row["img"].shape == (96, 96, 3) and row["img"].dtype == np.uint8
+    np.testing.assert_allclose(row["state"], obs.astype(np.float32))
+    np.testing.assert_array_equal(row["action"], np.float32([100.0, 200.0]))
+    assert row["keypoint"].shape == (9, 2) and row["n_contacts"].shape == (1,)

@@ -274,11 +274,31 @@ class PushTEnv(gym.Env):
         """The 9 block keypoints (9, 2) in pixels, as the dataset's ``keypoint`` array stores them."""
         return block_keypoints(self.block_pose)
 
+    def _state_vector(self) -> np.ndarray:
+        """[agent x, y, block x, y, angle in [0, 2pi)]: the dataset's ``state`` convention."""
+        x, y, angle = self.block_pose
+        ax, ay = self.agent.position
+        return np.array([ax, ay, x, y, angle % (2 * math.pi)], dtype=np.float64)
+
+    def dataset_row(self, action) -> dict[str, np.ndarray]:
+        """The current step in the reference dataset's layout, taken before ``action`` is executed.
+
+        One definition for every recorder (teleop, scripted expert), so their buffers always agree:
+        img (H, W, 3) uint8 without the target marker, state (5,), keypoint (9, 2), action (2,), and
+        n_contacts (1,) of the step that led to this observation; all float32 but img.
+        """
+        self._check_started("dataset_row")
+        return {
+            "img": self.render_frame(self.image_size, draw_action=False),
+            "state": self._state_vector().astype(np.float32),
+            "keypoint": self.block_keypoints().astype(np.float32),
+            "action": np.asarray(action, dtype=np.float32),
+            "n_contacts": np.array([self._get_info()["n_contacts"]], dtype=np.float32),
+        }
+
     def _get_obs(self):
         if self.obs_type == "state":
-            x, y, angle = self.block_pose
-            ax, ay = self.agent.position
-            return np.array([ax, ay, x, y, angle % (2 * math.pi)], dtype=np.float64)
+            return self._state_vector()
         if self.obs_type == "keypoints":
             return np.concatenate([self.block_keypoints().reshape(-1), self.agent_pos])
         if self._renderer is None:

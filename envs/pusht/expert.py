@@ -323,23 +323,19 @@ def demonstrate(seed: int, expert: PushTExpert | None = None, max_steps: int = 3
     expert.reset()
     env = PushTEnv(obs_type="state", render_mode=None, image_size=image_size, max_episode_steps=max_steps,
                    terminate_on_success=True)
-    obs, info = env.reset(seed=seed)
-    rows: dict[str, list] = {k: [] for k in ("img", "state", "keypoint", "action", "n_contacts")}
+    _, info = env.reset(seed=seed)
+    rows: list[dict[str, np.ndarray]] = []
     max_cov, n_steps, done = info["coverage"], 0, False
     while not done:
         # Execute the float32 value that is stored, so the recorded actions replay the recorded states exactly.
         action = expert.act(env).astype(np.float32)
         if record:
-            rows["img"].append(env.render_frame(image_size, draw_action=False))
-            rows["state"].append(obs.astype(np.float32))
-            rows["keypoint"].append(env.block_keypoints().astype(np.float32))
-            rows["action"].append(action)
-            rows["n_contacts"].append(np.array([info["n_contacts"]], dtype=np.float32))
-        obs, _, terminated, truncated, info = env.step(action.astype(np.float64))
+            rows.append(env.dataset_row(action))
+        _, _, terminated, truncated, info = env.step(action.astype(np.float64))
         n_steps += 1
         max_cov = max(max_cov, info["coverage"])
         done = terminated or truncated
     stats = {"seed": int(seed), "success": bool(info["is_success"]), "n_steps": n_steps,
              "max_coverage": float(max_cov), "n_plans": expert.n_plans}
-    episode = {k: np.stack(v) for k, v in rows.items()} if record else None
+    episode = {k: np.stack([r[k] for r in rows]) for k in rows[0]} if record else None
     return episode, stats

@@ -83,7 +83,7 @@ def run_teleop(out_path, input_events=None, *, start_seed: int = 0, max_episodes
         quit_requested = False
         while not quit_requested and (max_episodes is None or len(saved) < max_episodes):
             seed = start_seed + rb.n_episodes
-            obs, info = env.reset(seed=seed)
+            _, info = env.reset(seed=seed)
             steps, recording, paused, outcome = [], False, False, None
             mouse = None
             while outcome is None:
@@ -112,14 +112,8 @@ def run_teleop(out_path, input_events=None, *, start_seed: int = 0, max_episodes
                 if mouse is not None and not recording:
                     recording = math.dist(mouse, env.agent_pos) < ENGAGE_RADIUS
                 if recording and not paused and mouse is not None:
-                    steps.append({
-                        "img": env.render_frame(image_size, draw_action=False),
-                        "state": obs.astype(np.float32),  # angle wrapped to [0, 2pi), as in the dataset
-                        "keypoint": env.block_keypoints().astype(np.float32),
-                        "action": mouse.astype(np.float32),
-                        "n_contacts": np.array([info["n_contacts"]], dtype=np.float32),
-                    })
-                    obs, _, terminated, _, info = env.step(mouse)
+                    steps.append(env.dataset_row(mouse))
+                    _, _, terminated, _, info = env.step(mouse)
                     if terminated:
                         outcome = "save"
                 state_text = "PAUSED" if paused else ("recording" if recording else "S or hover the agent to start")
