@@ -56,13 +56,11 @@ def as_action_chunk(out) -> np.ndarray:
 
 
 @dataclass
-class RunReport:
+class RunReport(StepCounters):
+    """A run's outcome. The station counts sent/stale/clipped actions straight into it: during a run the
+    report *is* ``station.counters``, so no counter is kept twice."""
     steps: int = 0
     chunks: int = 0
-    actions_sent: int = 0
-    actions_stale: int = 0
-    actions_clipped: int = 0
-    chunks_rejected: int = 0
     camera_stalls: int = 0
     watchdog_holds: int = 0
     latency_ms: list | None = None  # obs capture -> chunk ready, per chunk
@@ -85,7 +83,7 @@ def run_teleop(station: PushTStation, teleop, estop: EStop, max_speed: float = 0
     cfg = station.cfg
     dt = cfg.dt
     report = RunReport(latency_ms=[])
-    station.counters = StepCounters()
+    station.counters = report
     target = station.clip_xy(station.arm.get_state()["tcp_pose"][0, :2])
     t_start = time.time()
     step = 0
@@ -121,7 +119,6 @@ def run_teleop(station: PushTStation, teleop, estop: EStop, max_speed: float = 0
         precise_wait(t_cycle_end)
         step += 1
     report.steps = step
-    _copy_counters(station, report)
     return report
 
 
@@ -168,7 +165,7 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
     horizon_s = n_action_steps * dt
     policy_timeout = policy_timeout or max(3 * horizon_s, 1.0)
     report = RunReport(latency_ms=[])
-    station.counters = StepCounters()
+    station.counters = report
     t_start = time.time()
     loop = _InferenceLoop(station, policy, horizon_s, t_start)
     loop.start()
@@ -223,11 +220,4 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
         loop.stop_event.set()
         loop.join(timeout=5)
         report.camera_stalls = loop.camera_stalls
-        _copy_counters(station, report)
     return report
-
-
-def _copy_counters(station: PushTStation, report: RunReport) -> None:
-    c = station.counters
-    report.actions_sent, report.actions_stale = c.actions_sent, c.actions_stale
-    report.chunks_rejected, report.actions_clipped = c.chunks_rejected, c.actions_clipped

@@ -34,3 +34,14 @@ def make_episode(i: int, length: int | None = None, image: bool = True) -> dict[
 @pytest.fixture
 def episode_factory():
     return make_episode
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread for the test: the CI machine's 2 cores are shared, avoid oversubscription."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

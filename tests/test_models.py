@@ -6,12 +6,7 @@ import torch
 from robodiff.models import ConditionalUnet1D, ObsEncoder, TransformerForDiffusion
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine's 2 cores are shared: avoid oversubscription
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def count(m):

@@ -20,12 +20,7 @@ SHAPE_META = {
 OBS_TYPES = {"lowdim": ["keypoint"], "image": ["image"], "hybrid": ["image", "agent_pos"]}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)  # the test machine's 2 cores are shared: avoid oversubscription
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_cfg(**over):
