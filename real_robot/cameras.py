@@ -40,6 +40,10 @@ class RingCamera:
             time.sleep(0.01)
 
     def get(self, k: int = 1) -> dict[str, np.ndarray]:
+        """Raises CameraStalled when the newest frame is too old, or when none has arrived yet (a camera
+        still starting up is treated like a stalled one: the policy pauses and the arm holds)."""
+        if self._ring.count == 0:
+            raise CameraStalled(f"camera ring {self._ring.name!r} has not produced a frame yet")
         frames = self._ring.last(k)
         age = time.time() - frames["timestamp"][-1]
         if age > self.stall_timeout:

@@ -3,12 +3,14 @@ wire format and the emulated control program (on the real MuJoCo station)."""
 
 import multiprocessing as mp
 import struct
+import time
 import uuid
 
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+from real_robot.cameras import CameraStalled, RingCamera, color_spec
 from real_robot.interpolator import PoseTrajectory
 from real_robot.safety import UnsafeCommand, Workspace
 from real_robot.shm_ring import SharedRing
@@ -97,6 +99,26 @@ def test_ring_attach_with_mismatched_spec_fails_clearly():
         ring.close()
     with pytest.raises(FileNotFoundError, match="producer"):
         SharedRing.attach(ring.name, SPEC, 2)
+
+
+def test_camera_without_a_frame_yet_or_with_an_old_one_reports_a_stall():
+    """A camera still starting up, or one whose producer stopped, raises CameraStalled (the runner then pauses
+    the policy and holds the arm) rather than an unrelated error that would end the run."""
+    ring = SharedRing.create(f"robodiff_test_{uuid.uuid4().hex[:8]}", color_spec((4, 4)), capacity=8)
+    try:
+        cam = RingCamera(ring.name, (4, 4), capacity=8, stall_timeout=0.2)
+        with pytest.raises(CameraStalled, match="not produced a frame"):
+            cam.get(1)
+        with pytest.raises(CameraStalled, match="no frame"):
+            cam.wait_first_frame(timeout=0.05)
+        ring.put(time.time(), color=np.zeros((4, 4, 3), np.uint8), step=0)
+        assert cam.get(1)["color"].shape == (1, 4, 4, 3)
+        time.sleep(0.3)
+        with pytest.raises(CameraStalled, match="old"):
+            cam.get(1)
+        cam.close()
+    finally:
+        ring.close()
 
 
 # -- safety -----------------------------------------------------------------------------------------------------
