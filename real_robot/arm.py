@@ -205,7 +205,13 @@ def _servo_loop(cfg: ArmConfig, rtde_c, rtde_r, ring: SharedRing, cmd_q, ready, 
     stats["min_slack_us"] = 2**62
     last_robot_t, last_robot_change = -1.0, time.monotonic()
     t_prev = time.perf_counter()
+    parent = mp.parent_process()
+    check_parent_every = max(1, int(cfg.frequency) // 4)
     while not stop.is_set():
+        if stats["loops"] % check_parent_every == 0 and parent is not None and not parent.is_alive():
+            # the process that commands us died without stopping us (SIGKILL, crash): stop the arm
+            log.error("the commanding process is gone: stopping the arm")
+            break
         t_period = rtde_c.initPeriod()
         now = time.time()
         target = traj(now)

@@ -172,8 +172,21 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
     last_chunk_t = time.time()
     held = False
     step = 0
+
+    def dispatch(obs, chunk, _inference_s) -> None:
+        nonlocal held, last_chunk_t
+        held = False
+        last_chunk_t = time.time()
+        t_obs = obs["timestamp"][-1]
+        times = t_obs + dt * np.arange(1, len(chunk) + 1)
+        station.exec_actions(chunk[:n_action_steps, :2], times[:n_action_steps])
+        report.chunks += 1
+        report.latency_ms.append((time.time() - t_obs) * 1e3)
+        if on_chunk is not None:
+            on_chunk(obs, chunk)
+
     try:
-        while True:  # one pass per control period: take new chunks, watchdog, record
+        while True:  # one pass per control period: watchdog, record; chunks are dispatched the moment they arrive
             if estop.tripped:
                 station.hold()
                 report.stopped_by = estop.reason
@@ -183,20 +196,6 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
                 break
             if loop.error is not None:
                 raise loop.error
-            while True:
-                try:
-                    obs, chunk, _ = loop.chunks.get_nowait()
-                except queue.Empty:
-                    break
-                held = False
-                last_chunk_t = time.time()
-                t_obs = obs["timestamp"][-1]
-                times = t_obs + dt * np.arange(1, len(chunk) + 1)
-                station.exec_actions(chunk[:n_action_steps, :2], times[:n_action_steps])
-                report.chunks += 1
-                report.latency_ms.append((time.time() - t_obs) * 1e3)
-                if on_chunk is not None:
-                    on_chunk(obs, chunk)
             if time.time() - last_chunk_t > policy_timeout and not held:
                 log.warning("watchdog: no policy output for %.2f s; arm holds", time.time() - last_chunk_t)
                 station.hold()
@@ -210,7 +209,17 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
                 except CameraStalled:
                     pass
             step += 1
-            precise_wait(t_start + step * dt)
+            # Until the next control tick, hand each chunk to the arm as soon as inference delivers it: a chunk
+            # left waiting for the tick would lose up to one dt of its actions to staleness.
+            t_next = t_start + step * dt
+            while True:
+                remaining = t_next - time.time()
+                try:
+                    item = loop.chunks.get(timeout=remaining) if remaining > 0 else loop.chunks.get_nowait()
+                except queue.Empty:
+                    break
+                dispatch(*item)
+            precise_wait(t_next)
     except KeyboardInterrupt:
         estop.trip("Ctrl-C")
         station.hold()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import signal
 import time
 from dataclasses import dataclass, field
 
@@ -66,3 +67,17 @@ class EStop:
     @property
     def tripped(self) -> bool:
         return self._flag.is_set()
+
+
+def stop_signals_interrupt() -> None:
+    """Make SIGTERM/SIGHUP (a process manager, a closed terminal) and SIGINT act like Ctrl-C in the main thread:
+    a KeyboardInterrupt, which the runners turn into "arm holds, recording saved, connections closed".
+
+    Without this SIGTERM kills the process before any cleanup runs, and a script started in the background
+    inherits an ignored SIGINT. Call it once from a script's main thread.
+    """
+    def interrupt(signum, _frame):
+        raise KeyboardInterrupt(f"signal {signal.Signals(signum).name}")
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, interrupt)

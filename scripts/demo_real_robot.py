@@ -7,8 +7,8 @@
 
 Teleop: spacemouse (spacenavd), keyboard (w/a/s/d, space = end episode, q/Esc = e-stop) or scripted (a
 programmed stick path, no person needed). Button 0 / space ends an episode; the next starts after a scene
-reset (a person resets the T; the twin resets it itself). Ctrl-C stops the arm and keeps every episode
-recorded so far, including the interrupted one.
+reset (a person resets the T; the twin resets it itself). Ctrl-C (or SIGTERM) stops the arm and keeps every
+episode recorded so far, including the interrupted one.
 """
 
 from __future__ import annotations
@@ -62,16 +62,19 @@ def main(argv=None) -> int:
     ap.add_argument("--pusht-format", action="store_true",
                     help="twin only: store episodes in the Push-T dataset layout (px units, state/keypoint) so "
                          "scripts/train.py task=pusht_lowdim|pusht_image trains on them unchanged")
-    ap.add_argument("--min-coverage", type=float, default=0.95,
+    ap.add_argument("--min-coverage", type=float, default=None,
                     help="twin: discard episodes whose final coverage of the goal is below this (the reference's "
-                         "human demos end at a median of 0.85); 0 keeps every episode")
+                         "human demos end at a median of 0.85). Default: 0.8 for --teleop expert (drops the "
+                         "scripted operator's failed attempts), 0 (keep every episode) otherwise")
     add_station_args(ap)
     args = ap.parse_args(argv)
+    if args.min_coverage is None:
+        args.min_coverage = 0.8 if args.teleop == "expert" else 0.0
     logging.basicConfig(level=logging.INFO, format="[%(name)s %(levelname)s] %(message)s")
 
     from real_robot.arm import ArmError
     from real_robot.runner import run_teleop
-    from real_robot.safety import EStop
+    from real_robot.safety import EStop, stop_signals_interrupt
     from real_robot.session import open_station
     from robodiff.data import ReplayBuffer
 
@@ -79,6 +82,7 @@ def main(argv=None) -> int:
     rb = ReplayBuffer.open(out, mode="a") if out.exists() else ReplayBuffer.create(out)
     video_dir = out.with_suffix("").parent / (out.with_suffix("").name + "_videos")
     estop = EStop()
+    stop_signals_interrupt()
     convert = None
     if args.pusht_format:
         if not args.sim:

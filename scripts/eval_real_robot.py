@@ -8,8 +8,9 @@ The policy is rebuilt from the checkpoint alone. Its observations must be ones t
 (``image`` from the first camera, ``agent_pos`` = pusher xy in metres); its actions are pusher xy targets in
 metres. A Push-T checkpoint (task pusht_*: pixel units, ``keypoint``/``state`` observations) runs on the twin
 through the Push-T bridge, with the block pose from the twin's ground truth. Each chunk runs receding-horizon:
-n_action_steps actions scheduled at t_obs + k/10 s, stale ones dropped. On the twin each episode is scored by the T's coverage of the goal (ground truth from the
-simulator). Press q / Esc (in a terminal) for e-stop; Ctrl-C stops the arm and keeps the recordings.
+n_action_steps actions scheduled at t_obs + k/10 s, stale ones dropped. On the twin each episode is scored by
+the T's coverage of the goal (ground truth from the simulator). Press q / Esc (in a terminal) for e-stop;
+Ctrl-C or SIGTERM stops the arm and keeps the recordings.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
     from real_robot.env import PushTTaskConfig
     from real_robot.policy_adapter import PolicyAdapter
     from real_robot.runner import run_policy
-    from real_robot.safety import EStop
+    from real_robot.safety import EStop, stop_signals_interrupt
     from real_robot.session import open_station
     from real_robot.twin.pusht_bridge import PushTPixelPolicy
     from robodiff.data import ReplayBuffer
@@ -107,6 +108,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     rb = ReplayBuffer.create(out / "episodes.zarr", overwrite=True)
     estop = EStop()
+    stop_signals_interrupt()
     watch_estop_key(estop)
     results = []
     task = PushTTaskConfig(n_obs_steps=policy.n_obs_steps)
@@ -127,6 +129,10 @@ def main(argv=None) -> int:
                                     duration=args.duration,
                                     on_chunk=(lambda o, c: coverage.append(twin.truth()["coverage"])) if twin
                                     else None)
+            except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the runner has held the arm; keep what ran
+                print("interrupted: arm held, recording saved; metrics cover the finished episodes",
+                      file=sys.stderr)
+                break
             except ArmError as e:
                 print(f"error: {e}", file=sys.stderr)
                 return 1

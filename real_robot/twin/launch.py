@@ -53,7 +53,8 @@ class TwinProcess:
         self.frequency = frequency
         self.image_hw = tuple(image_hw)
         cmd = [sys.executable, "-m", "real_robot.twin", "--host", self.host, "--frequency", str(frequency),
-               "--image-size", *map(str, image_hw), "--camera-fps", str(camera_fps), "--seed", str(seed)]
+               "--image-size", *map(str, image_hw), "--camera-fps", str(camera_fps), "--seed", str(seed),
+               "--parent-pid", str(os.getpid())]
         if not render:
             cmd.append("--no-render")
         env = dict(os.environ)

@@ -435,8 +435,17 @@ class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
 
 
+def _exit_with_parent(parent_pid: int, stop_event: threading.Event) -> None:
+    """Stop the twin when the process that launched it is gone (killed before it could stop us): a twin
+    left running would hold its loopback address and shared memory, and keep two cores busy."""
+    while not stop_event.wait(0.5):
+        if os.getppid() != parent_pid:
+            log.warning("launching process %d is gone: stopping the twin", parent_pid)
+            stop_event.set()
+
+
 def serve(host: str, frequency: float, render: bool = True, image_hw=(96, 96), camera_fps: float = 30.0,
-          seed: int = 0) -> None:
+          seed: int = 0, parent_pid: int | None = None) -> None:
     if not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"the twin binds loopback addresses only (127.x.y.z), got {host!r}")
     station = Station(host, frequency, image_hw=image_hw, camera_fps=camera_fps, render=render, seed=seed)
@@ -454,6 +463,9 @@ def serve(host: str, frequency: float, render: bool = True, image_hw=(96, 96), c
             threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         threads = [threading.Thread(target=station.run_physics, daemon=True),
                    threading.Thread(target=station.run_cameras, daemon=True)]
+        if parent_pid is not None:
+            threads.append(threading.Thread(target=_exit_with_parent, args=(parent_pid, station.stop_event),
+                                            daemon=True))
         for t in threads:
             t.start()
         signal.signal(signal.SIGTERM, lambda *_: station.stop_event.set())
@@ -478,8 +490,10 @@ def main(argv=None) -> None:
     p.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
     p.add_argument("--camera-fps", type=float, default=30.0)
     p.add_argument("--seed", type=int, default=0, help="initial T-block pose seed")
+    p.add_argument("--parent-pid", type=int, default=None,
+                   help="stop when this process (the launcher) exits; set by TwinProcess")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="[twin %(levelname)s] %(message)s")
     os.environ.setdefault("MUJOCO_GL", "egl")
     serve(a.host, a.frequency, render=not a.no_render, image_hw=tuple(a.image_size), camera_fps=a.camera_fps,
-          seed=a.seed)
+          seed=a.seed, parent_pid=a.parent_pid)
