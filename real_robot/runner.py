@@ -63,14 +63,16 @@ class RunReport(StepCounters):
     chunks: int = 0
     camera_stalls: int = 0
     watchdog_holds: int = 0
-    latency_ms: list | None = None  # obs capture -> chunk ready, per chunk
+    latency_ms: list | None = None  # obs capture -> chunk handed to the arm, per chunk
+    inference_ms: list | None = None  # the policy call alone, per chunk (the rest is observation age)
     stopped_by: str = ""
 
     def summary(self) -> dict:
         d = asdict(self)
-        lat = np.asarray(self.latency_ms or [])
-        d["latency_ms"] = ({"p50": float(np.median(lat)), "p99": float(np.percentile(lat, 99)),
-                            "max": float(lat.max())} if len(lat) else None)
+        for key in ("latency_ms", "inference_ms"):
+            v = np.asarray(getattr(self, key) or [])
+            d[key] = ({"p50": float(np.median(v)), "p99": float(np.percentile(v, 99)), "max": float(v.max())}
+                      if len(v) else None)
         total = self.actions_sent + self.actions_stale
         d["stale_share"] = self.actions_stale / total if total else 0.0
         return d
@@ -155,8 +157,11 @@ class _InferenceLoop(threading.Thread):
 
 
 def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int = 8, duration: float = 10.0,
-               policy_timeout: float | None = None, on_chunk=None) -> RunReport:
+               policy_timeout: float | None = None, on_chunk=None, done=None) -> RunReport:
     """Run ``policy`` (callable: obs dict of (n_obs_steps, ...) arrays -> {"action": (1, n, 2)}) closed loop.
+
+    ``done``: optional callable checked once per control period; when it returns true the arm holds and the
+    run ends (``stopped_by == "done"``), e.g. the task's success test on the twin.
 
     Each chunk's j-th action is scheduled at t_obs + j*dt (j = 1..); stale ones are dropped by the station.
     """
@@ -164,7 +169,7 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
     dt = cfg.dt
     horizon_s = n_action_steps * dt
     policy_timeout = policy_timeout or max(3 * horizon_s, 1.0)
-    report = RunReport(latency_ms=[])
+    report = RunReport(latency_ms=[], inference_ms=[])
     station.counters = report
     t_start = time.time()
     loop = _InferenceLoop(station, policy, horizon_s, t_start)
@@ -173,7 +178,7 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
     held = False
     step = 0
 
-    def dispatch(obs, chunk, _inference_s) -> None:
+    def dispatch(obs, chunk, inference_s) -> None:
         nonlocal held, last_chunk_t
         held = False
         last_chunk_t = time.time()
@@ -182,6 +187,7 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
         station.exec_actions(chunk[:n_action_steps, :2], times[:n_action_steps])
         report.chunks += 1
         report.latency_ms.append((time.time() - t_obs) * 1e3)
+        report.inference_ms.append(inference_s * 1e3)
         if on_chunk is not None:
             on_chunk(obs, chunk)
 
@@ -196,6 +202,10 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
                 break
             if loop.error is not None:
                 raise loop.error
+            if done is not None and done():
+                station.hold()
+                report.stopped_by = "done"
+                break
             if time.time() - last_chunk_t > policy_timeout and not held:
                 log.warning("watchdog: no policy output for %.2f s; arm holds", time.time() - last_chunk_t)
                 station.hold()

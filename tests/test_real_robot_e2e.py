@@ -122,6 +122,17 @@ def test_tiny_policy_runs_closed_loop_with_bounds_held_and_no_stale_action(rig, 
     assert all(_inside(station, xy) for xy in tcp)
 
 
+def test_done_condition_ends_the_run_and_holds(rig):
+    station, _ = rig
+    t0 = time.time()
+    report = run_policy(station, lambda obs: {"action": (obs["agent_pos"][-1] + [0.01, 0])[None, None].repeat(8, 1)},
+                        EStop(), duration=10.0, done=lambda: time.time() - t0 > 1.0)
+    assert report.stopped_by == "done" and time.time() - t0 < 3.0
+    p0 = station.arm.get_state()["tcp_pose"][0, :2]
+    time.sleep(0.5)
+    np.testing.assert_allclose(station.arm.get_state()["tcp_pose"][0, :2], p0, atol=0.003)  # held
+
+
 def test_out_of_bounds_actions_are_clipped(rig):
     station, _ = rig
     report = run_policy(station, lambda obs: {"action": np.full((1, 8, 2), [1.0, 0.5])}, EStop(),
