@@ -20,6 +20,7 @@ import multiprocessing as mp
 import os
 import queue
 import signal
+import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
@@ -211,6 +212,8 @@ def _servo_loop(cfg: ArmConfig, rtde_c, rtde_r, ring: SharedRing, cmd_q, ready, 
         if stats["loops"] % check_parent_every == 0 and parent is not None and not parent.is_alive():
             # the process that commands us died without stopping us (SIGKILL, crash): stop the arm
             log.error("the commanding process is gone: stopping the arm")
+            # No one is left to stop us if the stop calls below hang (e.g. the controller went away too).
+            threading.Timer(5.0, os._exit, args=(1,)).start()
             break
         t_period = rtde_c.initPeriod()
         now = time.time()

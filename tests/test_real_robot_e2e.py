@@ -225,6 +225,8 @@ def test_ctrl_c_leaves_arm_held_and_recording_readable(rig, tmp_path):
     station, _ = rig
     rb = ReplayBuffer.create(tmp_path / "interrupted.zarr")
     station.start_episode()
+    # a process started in the background inherits an ignored SIGINT; Ctrl-C must raise here regardless
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     threading.Timer(1.5, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
     estop = EStop()
     try:
@@ -232,6 +234,7 @@ def test_ctrl_c_leaves_arm_held_and_recording_readable(rig, tmp_path):
             run_policy(station, lambda obs: {"action": (obs["agent_pos"][-1] + [0.01, 0])[None, None].repeat(8, 1)},
                        estop, n_action_steps=2, duration=10.0)
     finally:
+        signal.signal(signal.SIGINT, previous)
         station.end_episode(rb)
     assert estop.tripped and estop.reason == "Ctrl-C"
     ep = ReplayBuffer.open(tmp_path / "interrupted.zarr").get_episode(0)

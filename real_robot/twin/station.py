@@ -440,7 +440,8 @@ def _exit_with_parent(parent_pid: int, stop_event: threading.Event) -> None:
     left running would hold its loopback address and shared memory, and keep two cores busy."""
     while not stop_event.wait(0.5):
         if os.getppid() != parent_pid:
-            log.warning("launching process %d is gone: stopping the twin", parent_pid)
+            log.warning("launching process %d is gone: stopping the twin in 2 s", parent_pid)
+            stop_event.wait(2.0)  # first let its arm controller stop the (simulated) arm and disconnect
             stop_event.set()
 
 
