@@ -92,7 +92,7 @@ def _trace_strip(ep: dict[str, np.ndarray], keys: list[str], width: int, n: int)
     top = int(round(strip.shape[0] - axes[0, 0].get_window_extent().y1))
     bottom = int(round(strip.shape[0] - ax0.get_window_extent().y0))
     plt.close(fig)
-    return strip, np.clip(np.rint(cols).astype(int), 0, strip.shape[1] - 2), (top, bottom)
+    return strip, np.clip(np.rint(cols).astype(int), 1, strip.shape[1] - 2), (top, bottom)
 
 
 def render_episode(path: Path, episode: int, out: Path, keys: list[str] | None = None, fps: int | None = None,
@@ -132,7 +132,7 @@ def render_episode(path: Path, episode: int, out: Path, keys: list[str] | None =
             parts.append(np.pad(r, ((0, 0), (pad // 2, pad - pad // 2), (0, 0)), constant_values=255))
         if strip is not None:
             s = strip.copy()
-            s[top:bottom, cols[t]:cols[t] + 2] = MARKER_RGB
+            s[top:bottom, cols[t] - 1:cols[t] + 2] = MARKER_RGB
             s = s[:, :width]
             parts.append(np.pad(s, ((0, 0), (0, width - s.shape[1]), (0, 0)), constant_values=255))
         frame = np.concatenate(parts, axis=0)
