@@ -226,3 +226,17 @@ def test_hdf5_destination_prints_its_path(tmp_path, capsys):
     assert f"wrote {dst} (hdf5): 2 episodes" in capsys.readouterr().out
     out = convert(src, tmp_path / "b.hdf5")
     assert out.path == tmp_path / "b.hdf5" and out.format == "hdf5"
+
+
+def test_image_stats_from_histograms_equal_numpys():
+    from robodiff.data.lerobot import QUANTILES, histogram_stats, image_histogram
+
+    x = np.random.default_rng(0).integers(3, 200, (7, 5, 6, 3)).astype(np.uint8)
+    stats = histogram_stats(image_histogram(x[:4]) + image_histogram(x[4:]), 7)  # summed per episode
+    f = x.reshape(-1, 3) / 255.0
+    expected = {"min": f.min(0), "max": f.max(0), "mean": f.mean(0), "std": f.std(0),
+                **{f"q{round(q * 100):02d}": np.quantile(f, q, axis=0) for q in QUANTILES}}
+    for k, v in expected.items():
+        assert np.shape(stats[k]) == (3, 1, 1)
+        np.testing.assert_allclose(np.ravel(stats[k]), v, err_msg=k)
+    assert stats["count"] == [7]

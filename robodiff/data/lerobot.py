@@ -54,8 +54,6 @@ FRAME_FEATURES = {name: {"dtype": "float32" if name == "timestamp" else "int64",
                   for name in FRAME_COLUMNS}
 TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's default tolerance when it looks a frame up by time
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
-IMAGE_STATS_FRAMES = 1000  # image statistics from at most this many evenly spaced frames (LeRobot samples too)
-EPISODE_IMAGE_STATS_FRAMES = 20
 VIDEO_CODECS = {"h264": "libx264", "av1": "libsvtav1"}  # --vcodec name -> PyAV encoder
 DEFAULT_CRF = {"h264": 23, "av1": 30}
 ATTRS_KEY = "lerobot"  # ReplayBuffer.attrs entry holding fps, tasks and provenance of an imported dataset
@@ -113,25 +111,53 @@ def _fmt(path: Path, root: Path) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- statistics
-def feature_stats(x: np.ndarray, image: bool = False) -> dict[str, list]:
-    """LeRobot's statistics of one feature: over frames (and pixels, per channel, in [0, 1], for images)."""
+def _quantile_stats(stats: dict, values_at) -> None:
+    for q in QUANTILES:
+        stats[f"q{round(q * 100):02d}"] = values_at(q)
+
+
+def feature_stats(x: np.ndarray) -> dict[str, list]:
+    """LeRobot's statistics of one low-dim feature over frames (per dimension)."""
     x = np.asarray(x)
-    if image:
-        flat = x.reshape(-1, x.shape[-1]).astype(np.float32) / 255.0
-        shape = (x.shape[-1], 1, 1)
-    else:
-        flat = x.reshape(len(x), -1).astype(np.float64)
-        shape = x.shape[1:] or (1,)
+    flat = x.reshape(len(x), -1).astype(np.float64)
     stats = {"min": flat.min(0), "max": flat.max(0), "mean": flat.mean(0), "std": flat.std(0)}
-    for q, v in zip(QUANTILES, np.quantile(flat, QUANTILES, axis=0)):
-        stats[f"q{round(q * 100):02d}"] = v
+    _quantile_stats(stats, lambda q: np.quantile(flat, q, axis=0))
+    shape = x.shape[1:] or (1,)
     out = {k: np.asarray(v, np.float64).reshape(shape).tolist() for k, v in stats.items()}
     out["count"] = [int(len(x))]
     return out
 
 
-def _sample(n: int, k: int) -> np.ndarray:
-    return np.unique(np.linspace(0, n - 1, min(n, k)).round().astype(np.int64)) if n else np.zeros(0, np.int64)
+def image_histogram(frames: np.ndarray) -> np.ndarray:
+    """(C, 256) pixel counts of uint8 frames (T, H, W, C): the exact statistics of every pixel in one pass,
+    and summable across episodes, so the dataset's image statistics use every frame, not a sample."""
+    c = frames.shape[-1]
+    flat = frames.reshape(-1, c)
+    return np.stack([np.bincount(flat[:, i], minlength=256) for i in range(c)]).astype(np.int64)
+
+
+def histogram_stats(hist: np.ndarray, n_frames: int) -> dict[str, list]:
+    """LeRobot's image statistics (per channel, values / 255, shape (C, 1, 1)) from :func:`image_histogram`;
+    quantiles interpolate linearly between order statistics, as ``np.quantile`` does."""
+    v = np.arange(256, dtype=np.float64) / 255.0
+    n = hist.sum(1, keepdims=True).astype(np.float64)
+    mean = (hist * v).sum(1) / n[:, 0]
+    stats = {"min": v[np.argmax(hist > 0, axis=1)], "max": v[255 - np.argmax(hist[:, ::-1] > 0, axis=1)],
+             "mean": mean, "std": np.sqrt(np.maximum((hist * v ** 2).sum(1) / n[:, 0] - mean ** 2, 0))}
+    cum = np.cumsum(hist, axis=1)
+
+    def order_stat(k):  # value of the k-th smallest pixel (0-based), per channel
+        return v[np.array([np.searchsorted(cum[i], k[i], side="right") for i in range(len(cum))])]
+
+    def at(q):
+        pos = q * (n[:, 0] - 1)
+        lo, frac = np.floor(pos), pos - np.floor(pos)
+        return order_stat(lo) * (1 - frac) + order_stat(np.minimum(lo + 1, n[:, 0] - 1)) * frac
+
+    _quantile_stats(stats, at)
+    out = {k: np.asarray(x, np.float64).reshape(-1, 1, 1).tolist() for k, x in stats.items()}
+    out["count"] = [int(n_frames)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- parquet helpers
@@ -648,7 +674,8 @@ def write_lerobot(rb: ReplayBuffer, dst: str | os.PathLike, *, key_map: Mapping[
                        [(c, pa.float32() if c == "timestamp" else pa.int64()) for c in FRAME_COLUMNS])
     try:
         data_writer, chunk, file, file_bytes = None, 0, 0, 0
-        episode_rows, lowdim_all, image_samples = [], {k: [] for k in lowdim}, {k: [] for k in images}
+        episode_rows, lowdim_all = [], {k: [] for k in lowdim}
+        image_hist = {k: np.zeros((rb[k].shape[-1], 256), np.int64) for k in images}
         frame_all = {c: [] for c in FRAME_COLUMNS}
         start = 0
         ends = rb.episode_ends
@@ -679,9 +706,9 @@ def write_lerobot(rb: ReplayBuffer, dst: str | os.PathLike, *, key_map: Mapping[
             row.update({"meta/episodes/chunk_index": 0, "meta/episodes/file_index": 0})
             ep_stats = {names[k]: feature_stats(ep[k]) for k in lowdim}
             for k in images:
-                sample = ep[k][_sample(n, EPISODE_IMAGE_STATS_FRAMES)]
-                ep_stats[names[k]] = feature_stats(sample, image=True)
-                image_samples[k].append(sample)
+                hist = image_histogram(ep[k])
+                ep_stats[names[k]] = histogram_stats(hist, n)
+                image_hist[k] += hist
             for c in FRAME_COLUMNS:
                 frame_all[c].append(cols[c].to_numpy())
                 ep_stats[c] = feature_stats(frame_all[c][-1].reshape(n, 1))
@@ -698,9 +725,7 @@ def write_lerobot(rb: ReplayBuffer, dst: str | os.PathLike, *, key_map: Mapping[
             features[names[k]]["info"] = w.info(rb[k].shape[1:], vcodec)
 
         stats = {names[k]: feature_stats(np.concatenate(v)) for k, v in lowdim_all.items()}
-        for k, samples in image_samples.items():
-            allv = np.concatenate(samples)
-            stats[names[k]] = feature_stats(allv[_sample(len(allv), IMAGE_STATS_FRAMES)], image=True)
+        stats.update({names[k]: histogram_stats(h, rb.n_steps) for k, h in image_hist.items()})
         stats.update({c: feature_stats(np.concatenate(v).reshape(-1, 1)) for c, v in frame_all.items()})
 
         ep_path = tmp / EPISODES_PATH.format(chunk_index=0, file_index=0)
