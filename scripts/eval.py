@@ -5,8 +5,8 @@
 
 Everything is rebuilt from the checkpoint (its stored config, EMA weights and normalizer); no config files
 or dataset are needed. Seeds run in parallel simulation processes (PushTRunner). Writes DIR/metrics.json
-(mean_score, success_rate, per_seed, sampler, steps, latency_ms_per_chunk, ...) and DIR/videos/*.mp4, and
-prints a per-seed table and a summary.
+(mean_score, success_rate, per_seed, sampler, steps, latency_ms_per_chunk, ...), DIR/card.md (model card) and
+DIR/videos/*.mp4, and prints a per-seed table and a summary.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -72,6 +73,12 @@ def evaluate(checkpoint, output, n_seeds=None, start_seed=None, sampler=None, st
     tmp = output / ".metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
     os.replace(tmp, output / "metrics.json")
+    from robodiff.training.card import write_card
+
+    flags = ["--n-seeds", metrics["n_seeds"], "--start-seed", result["per_seed"][0]["seed"], "--sampler", name,
+             "--steps", n_steps, "--device", device] + (["--no-ema"] if metrics["weights"] == "model" else [])
+    command = "python scripts/eval.py " + shlex.join(map(str, [checkpoint, "--output", output, *flags]))
+    write_card(output / "card.md", cfg, metrics, command)
     return metrics
 
 

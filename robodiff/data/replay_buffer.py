@@ -97,6 +97,7 @@ class ReplayBuffer:
         self.path = path
         self.recovered_tail: dict[str, int] = {}
         self._n_committed = 0
+        self._attrs: dict = {}  # numpy backend's attrs
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -213,6 +214,12 @@ class ReplayBuffer:
         if self._columns is not None:
             return list(self._columns)
         return sorted(self._group["data"].array_keys())
+
+    @property
+    def attrs(self):
+        """Dataset-level metadata (e.g. fps and task strings of an imported LeRobot dataset): a mutable
+        mapping of JSON values, stored as the zarr root group's attributes; kept by copies and saves."""
+        return self._attrs if self._group is None else self._group.attrs
 
     def __contains__(self, key: str) -> bool:
         return key in self.keys()
@@ -420,7 +427,9 @@ class ReplayBuffer:
             columns[k] = col
         ends = _NumpyColumn((), np.int64)
         ends.append(self.episode_ends)
-        return ReplayBuffer(columns=columns, ends=ends)
+        out = ReplayBuffer(columns=columns, ends=ends)
+        out.attrs.update(dict(self.attrs))
+        return out
 
     def save(self, path: str | os.PathLike, overwrite: bool = False,
              chunks: Mapping[str, tuple] | None = None,
@@ -437,6 +446,7 @@ class ReplayBuffer:
         try:
             # Each array is written once, whole: zip stores cannot rewrite a member.
             root = zarr.open_group(_open_store(tmp, "w"), mode="w", zarr_format=3)
+            root.attrs.update(dict(self.attrs))
             data = root.create_group("data")
             n = self.n_steps
             for k in self.keys():
