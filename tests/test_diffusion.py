@@ -137,6 +137,9 @@ class _Stock:
     def training_target(self, x0, noise, t):
         return noise
 
+    def split_variance(self, out):  # the contract's fixed-variance answer
+        return out, None
+
 
 def test_stock_diffusers_ddim_fails_the_spacing_check():
     """The check above detects diffusers' t - T//N step (16 of 100: 99 -> 93 -> 87 but 86 is listed)."""
