@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from robodiff.diffusion.schedulers import NoiseScheduler, join_prediction, split_prediction
 
@@ -34,7 +33,7 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
            classifier_grad: ClassifierGrad | None = None, classifier_scale: float = 0.0,
            device: torch.device | str | None = None, dtype: torch.dtype = torch.float32,
            trajectory: list | None = None) -> torch.Tensor:
-    """Draw samples of ``shape`` by running ``scheduler`` for ``steps`` steps from pure noise.
+    """Draw samples of ``shape`` by running ``scheduler`` for ``steps`` steps from its prior (pure noise).
 
     Inpainting: where ``given_mask`` is True, the sample holds ``given`` before every denoiser call and in
     the result, exactly (the denoiser sees the clean values, as :func:`diffusion_loss` trains it to).
@@ -57,8 +56,7 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
         raise ValueError("classifier guidance (classifier_scale != 0) needs `classifier_grad`")
     if device is None:
         device = generator.device if generator is not None else "cpu"
-    # diffusers' randn_tensor also accepts a CPU generator for a CUDA sample (same noise on every device)
-    x = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype)
+    x = scheduler.prior(shape, generator=generator, device=device, dtype=dtype)
     if given is not None:
         given_mask = given_mask.to(device).expand(shape)
         given = given.to(device, dtype)
@@ -78,7 +76,7 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
             pred, var = scheduler.split_variance(denoiser(x, t_dev.expand(shape[0]), cond))
         if classifier_scale:
             a_t = scheduler.alphas_cumprod[t].to(x.device, x.dtype)
-            x0, eps = split_prediction(pred, x, a_t, scheduler.prediction_type)
+            _, eps = split_prediction(pred, x, a_t, scheduler.prediction_type)
             eps = eps - (1 - a_t).sqrt() * classifier_scale * classifier_grad(x, t_dev.expand(shape[0]))
             pred = join_prediction((x - (1 - a_t).sqrt() * eps) / a_t.sqrt(), eps, a_t, scheduler.prediction_type)
         out = pred if var is None else torch.cat([pred, var], dim=1)
