@@ -2,6 +2,7 @@
 
     robodiff data info PATH [--json]
     robodiff data convert SRC DST [--image-dtype uint8]
+    robodiff data repair SRC DST [--drop-key KEY ...]
 
 Errors a person can fix are printed as one line on stderr (no traceback) with exit code 2.
 """
@@ -48,6 +49,17 @@ def _cmd_convert(args) -> int:
     return 0
 
 
+def _cmd_repair(args) -> int:
+    from robodiff.data.replay_buffer import repair
+
+    out, report = repair(args.src, args.dst, drop_keys=args.drop_key, overwrite=args.overwrite)
+    lost = report["episodes_in"] - report["episodes_kept"]
+    print(f"wrote {out.path}: kept {report['episodes_kept']} of {report['episodes_in']} episodes "
+          f"({report['steps_kept']} steps; {lost} dropped), keys {out.keys()}; array lengths in {args.src}: "
+          f"{report['lengths']}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="robodiff", description="robodiff: diffusion policies for robot control.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                       help="dtype for 4-D image arrays (default uint8; 'keep' leaves them as they are)")
     conv.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
     conv.set_defaults(func=_cmd_convert)
+
+    rep = dsub.add_parser(
+        "repair", help="write a consistent copy of a buffer that `open` reports as corrupt",
+        description="Copy SRC to DST keeping the episodes every array holds completely (episode ends that "
+                    "increase and lie within every array); SRC is only read. --drop-key leaves an array out "
+                    "first, e.g. the one that lost rows, to keep every episode.")
+    rep.add_argument("src")
+    rep.add_argument("dst")
+    rep.add_argument("--drop-key", action="append", default=[], metavar="KEY", help="leave this array out")
+    rep.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    rep.set_defaults(func=_cmd_repair)
     return parser
 
 

@@ -2,8 +2,9 @@
 
 from robodiff.data.datasets import DatasetError, PushTDataset, SequenceDataset, make_loader
 from robodiff.data.normalizer import LinearNormalizer
-from robodiff.data.replay_buffer import ReplayBuffer, ReplayBufferError
+from robodiff.data.replay_buffer import ReplayBuffer, ReplayBufferCorruptError, ReplayBufferError
 from robodiff.data.sampler import SequenceSampler, downsample_mask, get_val_mask
 
-__all__ = ["DatasetError", "LinearNormalizer", "PushTDataset", "ReplayBuffer", "ReplayBufferError", "SequenceDataset",
+__all__ = ["DatasetError", "LinearNormalizer", "PushTDataset", "ReplayBuffer", "ReplayBufferCorruptError", "ReplayBufferError",
+           "SequenceDataset",
            "SequenceSampler", "downsample_mask", "get_val_mask", "make_loader"]
