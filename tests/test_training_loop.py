@@ -133,8 +133,10 @@ def test_ema_tracks_policy_in_place(tmp_path, data):
     import policies
     from robodiff.training.trainer import Trainer
 
-    trainer = Trainer(compose_config(CONFIG_DIR, tiny_overrides(tmp_path / "ema", data, **{"training.max_steps": 3})),
-                      policies.make_policy)
+    import train as train_script
+
+    cfg = compose_config(CONFIG_DIR, tiny_overrides(tmp_path / "ema", data, **{"training.max_steps": 3}))
+    trainer = Trainer(cfg, policies.make_policy, dataset=train_script.build_dataset(cfg))
     start = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
     # diffusers' shadow copy is the EMA policy's own storage: no copy_to() needed before a rollout
     assert all(s.data_ptr() == p.data_ptr() for s, p in zip(trainer.ema.shadow_params, trainer.ema_policy.parameters()))
@@ -173,7 +175,10 @@ def _ddp_worker(out, data):
     import policies
     from robodiff.training.trainer import Trainer
 
-    trainer = Trainer(compose_config(CONFIG_DIR, tiny_overrides(out, data, **DDP_RUN)), policies.make_policy)
+    import train as train_script
+
+    cfg = compose_config(CONFIG_DIR, tiny_overrides(out, data, **DDP_RUN))
+    trainer = Trainer(cfg, policies.make_policy, dataset=train_script.build_dataset(cfg))
     assert trainer.dist.world_size == 2 and trainer.local_bs == 32
     trainer.run()
     torch.save(trainer.policy.state_dict(), Path(out).parent / f"ddp_rank{trainer.dist.rank}.pt")
