@@ -7,7 +7,7 @@
 
 Groups: task (scripts/config/task/*.yaml), policy (scripts/config/policy/*.yaml); every other key is in
 scripts/config/train.yaml. This script is the composition root: it hands robodiff's training loop the policy
-builder (policies.make_policy), the dataset with the task's derived observations (task.dataset.obs_sources,
+builder (policies.build_policy), the task's dataset with its derived observations (task.dataset.obs_sources,
 e.g. envs.pusht.dataset:OBS_SOURCES) and a closed-loop env runner (envs.pusht.PushTRunner), which robodiff
 itself never imports.
 """
@@ -86,9 +86,9 @@ def resolve_obs_sources(spec):
 
 def build_dataset(cfg: dict):
     """The task's training dataset, with its derived observation keys resolved here (robodiff imports no task)."""
-    from robodiff.training.trainer import build_dataset as build
+    from robodiff.data.task_dataset import dataset_from_config
 
-    return build(cfg, resolve_obs_sources(cfg["task"]["dataset"].get("obs_sources")))
+    return dataset_from_config(cfg, resolve_obs_sources(cfg["task"]["dataset"].get("obs_sources")))
 
 
 def run(overrides) -> "object":
@@ -105,7 +105,7 @@ def run(overrides) -> "object":
     tc = cfg["training"]
     rollout = RolloutCallback(cfg) if tc.get("rollout_every") or tc.get("rollout_every_minutes") else None
     try:
-        return train(cfg, policies.make_policy, rollout, dataset=build_dataset(cfg))
+        return train(cfg, policies.build_policy, build_dataset(cfg), rollout)
     finally:
         if rollout is not None:
             rollout.close()
