@@ -25,6 +25,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from collect_pusht import run_episodes  # noqa: E402  (scripts/ is on sys.path when run as a script)
+from envs.pusht.protocol import MAX_STEPS, SUCCESS_THRESHOLD, TEST_SEEDS  # noqa: E402
 
 
 def _parse_seeds(text: str) -> range:
@@ -59,7 +60,7 @@ def report(stats: list[dict], wall_s: float, seeds: range, workers: int, max_ste
         "",
         "| metric | value |",
         "|---|---|",
-        f"| success rate (coverage > 0.95 within {max_steps} steps) | {len(ok)}/{len(stats)} = "
+        f"| success rate (coverage > {SUCCESS_THRESHOLD} within {max_steps} steps) | {len(ok)}/{len(stats)} = "
         f"{len(ok) / len(stats):.0%} |",
         f"| steps to success: mean / median / max | {steps_ok.mean():.1f} / {np.median(steps_ok):.0f} / "
         f"{steps_ok.max():.0f} |",
@@ -75,10 +76,10 @@ def report(stats: list[dict], wall_s: float, seeds: range, workers: int, max_ste
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--seeds", type=_parse_seeds, default=range(100000, 100050),
+    ap.add_argument("--seeds", type=_parse_seeds, default=TEST_SEEDS,
                     help="START:STOP (default 100000:100050, the test seeds)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    ap.add_argument("--max-steps", type=int, default=300)
+    ap.add_argument("--max-steps", type=int, default=MAX_STEPS)
     ap.add_argument("--md", type=Path, default=None, help="append the markdown section to this file")
     args = ap.parse_args(argv)
     stats, wall_s = run(args.seeds, args.workers, args.max_steps)

@@ -30,7 +30,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-TEST_SEEDS = range(100000, 100050)
+from envs.pusht.protocol import MAX_STEPS, TEST_SEEDS  # noqa: E402
 
 _worker_expert = None  # one expert per worker process (it holds a planning copy of the simulation)
 
@@ -58,7 +58,7 @@ def run_episodes(seeds, max_steps: int, workers: int):
 
 
 def collect_expert(out: Path | None, n_episodes: int, *, seed_start: int = 0, workers: int = 2,
-                   max_steps: int = 300, keep_failures: bool = False, overwrite: bool = False,
+                   max_steps: int = MAX_STEPS, keep_failures: bool = False, overwrite: bool = False,
                    progress: bool = True):
     """Write ``n_episodes`` expert episodes to ``out`` (None: in memory). Returns (ReplayBuffer, per-seed stats)."""
     from tqdm import tqdm
@@ -110,7 +110,7 @@ def main(argv=None) -> int:
                     help="expert: episodes to write (default 200); teleop: stop after this many (default: until quit)")
     ap.add_argument("--seed-start", type=int, default=0, help="first seed (default 0; 100000-100049 are test seeds)")
     ap.add_argument("--workers", type=int, default=2, help="expert: worker processes (default 2; 0 = in-process)")
-    ap.add_argument("--max-steps", type=int, default=300, help="expert: step limit per episode (default 300)")
+    ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"expert: step limit per episode (default {MAX_STEPS})")
     ap.add_argument("--keep-failures", action="store_true", help="expert: also write episodes that did not succeed")
     ap.add_argument("--overwrite", action="store_true", help="expert: replace --out if it exists")
     args = ap.parse_args(argv)

@@ -7,8 +7,9 @@
 
 Groups: task (scripts/config/task/*.yaml), policy (scripts/config/policy/*.yaml); every other key is in
 scripts/config/train.yaml. This script is the composition root: it hands robodiff's training loop the policy
-builder (policies.build_policy), the task's dataset and a closed-loop env runner (envs.pusht.PushTRunner), which robodiff itself
-never imports.
+builder (policies.build_policy), the task's dataset with its derived observations (task.dataset.obs_sources,
+e.g. envs.pusht.dataset:OBS_SOURCES) and a closed-loop env runner (envs.pusht.PushTRunner), which robodiff
+itself never imports.
 """
 
 from __future__ import annotations
@@ -26,17 +27,22 @@ CONFIG_DIR = REPO / "scripts" / "config"
 def make_pusht_runner(cfg: dict, video_dir, n_seeds=None, start_seed=None, n_videos=None, n_workers=None,
                       n_envs=None):
     """A PushTRunner for the task's env_runner config (arguments override the config)."""
+    from envs.pusht import protocol
     from envs.pusht.runner import PushTRunner
 
     er = cfg["task"]["env_runner"]
     if er.get("env") != "pusht":
         raise ValueError(f"task {cfg['task']['name']!r}: env_runner.env={er.get('env')!r}; only 'pusht' is available")
-    n_seeds = int(n_seeds if n_seeds is not None else er["n_seeds"])
-    start = int(start_seed if start_seed is not None else er["start_seed"])
+
+    def pick(arg, key, default):  # argument, else the task config, else the Push-T protocol
+        return int(next(v for v in (arg, er.get(key), default) if v is not None))
+
+    n_seeds = pick(n_seeds, "n_seeds", protocol.N_TEST_SEEDS)
+    start = pick(start_seed, "start_seed", protocol.TEST_START_SEED)
     seeds = list(range(start, start + n_seeds))
     n_videos = int(n_videos if n_videos is not None else er.get("n_videos", 0))
     return PushTRunner(
-        obs_type=er["obs_type"], seeds=seeds, max_steps=int(er["max_steps"]),
+        obs_type=er["obs_type"], seeds=seeds, max_steps=pick(None, "max_steps", protocol.MAX_STEPS),
         n_obs_steps=int(cfg["n_obs_steps"]), n_action_steps=int(cfg["n_action_steps"]),
         n_envs=n_envs if n_envs is not None else er.get("n_envs"),
         n_workers=n_workers if n_workers is not None else er.get("n_workers"),
@@ -61,10 +67,33 @@ class RolloutCallback:
             self.runner.close()
 
 
+def resolve_obs_sources(spec):
+    """``task.dataset.obs_sources`` as the dataset takes it: a ``"module:attr"`` name is imported (a task
+    package's derived observations), a mapping {obs key: buffer key} passes through."""
+    if not isinstance(spec, str):
+        return spec
+    import importlib
+
+    from robodiff.data.datasets import DatasetError
+
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise DatasetError(f"task.dataset.obs_sources={spec!r} cannot be imported ({exc}); name a mapping as "
+                           f"'package.module:NAME', e.g. 'envs.pusht.dataset:OBS_SOURCES'") from None
+
+
+def build_dataset(cfg: dict):
+    """The task's training dataset, with its derived observation keys resolved here (robodiff imports no task)."""
+    from robodiff.data.task_dataset import dataset_from_config
+
+    return dataset_from_config(cfg, resolve_obs_sources(cfg["task"]["dataset"].get("obs_sources")))
+
+
 def run(overrides) -> "object":
     """Compose the config from ``overrides`` and train; returns robodiff.training.TrainResult."""
     import policies
-    from robodiff.data.task_dataset import dataset_from_config
     from robodiff.training.config import compose_config
     from robodiff.training.trainer import train
 
@@ -76,7 +105,7 @@ def run(overrides) -> "object":
     tc = cfg["training"]
     rollout = RolloutCallback(cfg) if tc.get("rollout_every") or tc.get("rollout_every_minutes") else None
     try:
-        return train(cfg, policies.build_policy, dataset_from_config(cfg), rollout)
+        return train(cfg, policies.build_policy, build_dataset(cfg), rollout)
     finally:
         if rollout is not None:
             rollout.close()
