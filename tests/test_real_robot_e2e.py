@@ -16,7 +16,7 @@ import pytest
 pytest.importorskip("rtde_control")
 
 from real_robot.cameras import CameraStalled, RingCamera  # noqa: E402
-from real_robot.env import PushTStation  # noqa: E402
+from real_robot.station import PushTStation  # noqa: E402
 from real_robot.runner import run_policy, run_teleop  # noqa: E402
 from real_robot.safety import EStop  # noqa: E402
 from real_robot.session import open_station  # noqa: E402

@@ -30,7 +30,8 @@ from envs.pusht.geometry import (
     CENTER_OF_GRAVITY_LOCAL, GOAL_POSE, SUCCESS_THRESHOLD, T_BOXES_LOCAL, block_keypoints, coverage,
     reward_from_coverage,
 )
-from envs.pusht.render import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE, Renderer
+from envs.pusht.arena import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE
+from envs.pusht.render import Renderer
 
 OBS_TYPES = ("state", "keypoints", "image")
 SIM_HZ = 100
