@@ -85,6 +85,7 @@ def run(args) -> int:
                 twin.reset_scene(args.start_seed + ep)
             teleop = make_teleop(args.teleop, twin, args.max_speed, args.duration)
             station.start_episode()
+            print(f"recording episode {rb.n_episodes} (button 0 / space ends it; Ctrl-C stops)", flush=True)
             discard = False
             try:
                 report = run_teleop(station, teleop, estop, max_speed=args.max_speed,
