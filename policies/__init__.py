@@ -28,10 +28,22 @@ def make_policy(policy_cfg: Mapping[str, Any] | PolicyConfig | None, shape_meta:
     return DiffusionPolicy(PolicyConfig.from_dict(policy_cfg), shape_meta)
 
 
+def build_policy(cfg: Mapping[str, Any], dataset=None) -> DiffusionPolicy:
+    """The training loop's model builder for a run config (``cfg["policy"]`` x ``cfg["task"]["shape_meta"]``).
+
+    With a dataset (training) the normalizer is fit to it; without one (loading a checkpoint) the normalizer
+    comes with the weights.
+    """
+    policy = make_policy(cfg["policy"], cfg["task"]["shape_meta"])
+    if dataset is not None:
+        policy.set_normalizer(dataset.get_normalizer())
+    return policy
+
+
 def __getattr__(name):
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'policies' has no attribute {name!r}")
 
 
-__all__ = ["DiffusionPolicy", "PolicyConfig", "PolicyConfigError", "PolicyInputError", "make_policy"]
+__all__ = ["DiffusionPolicy", "PolicyConfig", "PolicyConfigError", "PolicyInputError", "build_policy", "make_policy"]

@@ -5,21 +5,10 @@ from __future__ import annotations
 
 
 def load_policy(checkpoint, device: str = "auto", use_ema: bool = True):
-    """(policy, checkpoint dict) rebuilt through policies.make_policy from the checkpoint's own config, on
+    """(policy, checkpoint dict) rebuilt through policies.build_policy from the checkpoint's own config, on
     ``device`` (auto: cuda when available)."""
-    import torch
-
     import policies
     from robodiff.flags import resolve_device
-    from robodiff.training.checkpoint import CheckpointError, load_checkpoint, load_module_state
+    from robodiff.training.checkpoint import load_model
 
-    ckpt = load_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    try:
-        policy = policies.make_policy(cfg["policy"], cfg["task"]["shape_meta"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{checkpoint}: its stored policy config does not build with this robodiff "
-                              f"version ({exc})") from exc
-    state = ckpt.get("ema_model") if use_ema and ckpt.get("ema_model") is not None else ckpt["model"]
-    load_module_state(policy, state, checkpoint, "EMA model" if state is ckpt.get("ema_model") else "model")
-    return policy.to(torch.device(resolve_device(device))).eval(), ckpt
+    return load_model(checkpoint, policies.build_policy, ema=use_ema, map_location=resolve_device(device))

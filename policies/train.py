@@ -6,9 +6,9 @@
 
 Groups: task (policies/configs/task/*.yaml), policy (policies/configs/policy/*.yaml); every other key is in
 policies/configs/train.yaml (the configs ship inside the installed package). This module is the composition
-root: it hands robodiff's training loop the policy builder (policies.make_policy) and the closed-loop env runner
-that the task's ``env_runner.env`` names, found through the ``robodiff.env_runners`` entry-point group (envs
-registers ``pusht``), so neither robodiff nor policies imports an env.
+root: it hands robodiff's training loop the policy builder (policies.build_policy), the task's dataset and the
+closed-loop env runner that the task's ``env_runner.env`` names, found through the ``robodiff.env_runners``
+entry-point group (envs registers ``pusht``), so neither robodiff nor policies imports an env.
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ class RolloutCallback:
 def train_policy(overrides) -> "object":
     """Compose the config from ``overrides`` and train; returns robodiff.training.TrainResult."""
     import policies
+    from robodiff.data.task_dataset import dataset_from_config
     from robodiff.training.config import compose_config
     from robodiff.training.trainer import train
 
@@ -64,7 +65,7 @@ def train_policy(overrides) -> "object":
     tc = cfg["training"]
     rollout = RolloutCallback(cfg) if tc.get("rollout_every") or tc.get("rollout_every_minutes") else None
     try:
-        return train(cfg, policies.make_policy, rollout)
+        return train(cfg, policies.build_policy, dataset_from_config(cfg), rollout)
     finally:
         if rollout is not None:
             rollout.close()
