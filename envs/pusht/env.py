@@ -29,8 +29,9 @@ from gymnasium import spaces
 from envs.pusht.geometry import (
     CENTER_OF_GRAVITY_LOCAL, GOAL_POSE, T_BOXES_LOCAL, block_keypoints, coverage, reward_from_coverage,
 )
+from envs.pusht.arena import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE
 from envs.pusht.protocol import MAX_STEPS, OBS_TYPES, SUCCESS_THRESHOLD, canonical_obs_type, keypoint_obs
-from envs.pusht.render import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE, Renderer
+from envs.pusht.render import Renderer
 
 SIM_HZ = 100
 CONTROL_HZ = 10

@@ -176,3 +176,27 @@ class PushTRunner:
             "n_steps": int(n),
         } for s, c, n in zip(seeds, max_cov, n_steps)]
         return results, latencies, videos
+
+
+def runner_from_config(cfg: dict, video_dir, n_seeds=None, start_seed=None, n_videos=None, n_workers=None,
+                       n_envs=None) -> PushTRunner:
+    """A PushTRunner for a training config's ``task.env_runner`` (keyword arguments override it): the
+    ``robodiff.env_runners`` entry point named ``pusht``, through which ``robodiff train`` / ``eval`` find it."""
+    from envs.pusht import protocol
+
+    er = cfg["task"]["env_runner"]
+
+    def pick(arg, key, default):  # argument, else the task config, else the Push-T protocol
+        return int(next(v for v in (arg, er.get(key), default) if v is not None))
+
+    n_seeds = pick(n_seeds, "n_seeds", protocol.N_TEST_SEEDS)
+    start = pick(start_seed, "start_seed", protocol.TEST_START_SEED)
+    seeds = list(range(start, start + n_seeds))
+    n_videos = int(n_videos if n_videos is not None else er.get("n_videos", 0))
+    return PushTRunner(
+        obs_type=er["obs_type"], seeds=seeds, max_steps=pick(None, "max_steps", protocol.MAX_STEPS),
+        n_obs_steps=int(cfg["n_obs_steps"]), n_action_steps=int(cfg["n_action_steps"]),
+        n_envs=n_envs if n_envs is not None else er.get("n_envs"),
+        n_workers=n_workers if n_workers is not None else er.get("n_workers"),
+        video_seeds=seeds[:n_videos], video_dir=str(video_dir) if n_videos else None,
+    )

@@ -14,7 +14,7 @@ from envs.pusht.geometry import block_keypoints
 from envs.pusht.protocol import keypoint_obs
 from envs.ur5e_pusht.model import px_to_table, table_to_px
 from real_robot.shm_ring import SharedRing
-from real_robot.twin.station import TRUTH_RING_SPEC, truth_ring_name
+from real_robot.twin.addresses import TRUTH_RING_SPEC, truth_ring_name
 
 class BlockTracker:
     """Timestamped T-block poses (Push-T px) from a twin: ``get(k) -> {"timestamp", "block_pose_px"}``."""

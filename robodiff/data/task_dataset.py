@@ -12,13 +12,13 @@ def dataset_from_config(cfg: dict, obs_sources: ObsSources | None = None) -> Seq
     """The task's windows: obs keys, shapes and units from ``task.shape_meta``, window sizes from the top-level
     config. ``obs_sources`` (robodiff.data.datasets): where derived observation keys come from; a task config
     that names them as ``"module:attr"`` (task.dataset.obs_sources) is resolved by the caller, the
-    composition root (scripts/train.py), since robodiff imports no task package."""
+    composition root (policies/train.py), since robodiff imports no task package."""
     task, ds = cfg["task"], cfg["task"]["dataset"]
     if obs_sources is None:
         obs_sources = ds.get("obs_sources")
         if isinstance(obs_sources, str):
             raise DatasetError(f"task {task['name']!r}: task.dataset.obs_sources names {obs_sources!r}; resolve it "
-                               f"and pass the mapping: dataset_from_config(cfg, obs_sources=...) (scripts/train.py "
+                               f"and pass the mapping: dataset_from_config(cfg, obs_sources=...) (policies/train.py "
                                f"does)")
     return SequenceDataset(
         ds["path"],
