@@ -35,6 +35,10 @@ def test_console_command_and_packages_installed():
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "robodiff.cli"]
     help_text = subprocess.run(cmd + ["data", "--help"], capture_output=True, text=True).stdout
     assert "info" in help_text and "convert" in help_text
+    # the installed entry points load: every package's commands are listed, with no warning
+    top = subprocess.run(cmd + ["--help"], capture_output=True, text=True, cwd="/")
+    assert top.returncode == 0 and "warning" not in top.stderr, top.stderr
+    assert all(c in top.stdout for c in ("train", "eval", "collect", "record", "deploy", "bench")), top.stdout
 
 
 def test_import_direction():
@@ -64,8 +68,8 @@ def test_wheel_ships_the_configs_and_declares_the_commands(tmp_path):
     in_tree = {str(p.relative_to(REPO)) for p in (REPO / "policies" / "configs").rglob("*.yaml")}
     assert in_tree and shipped == in_tree
     eps = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    for line in ("robodiff = robodiff.cli:main", "policies = policies.commands", "envs = envs.commands",
-                 "real_robot = real_robot.commands", "pusht = envs.pusht.runner:runner_from_config"):
+    for line in ("robodiff = robodiff.cli:main", "policies = policies.commands:register", "envs = envs.commands:register",
+                 "real_robot = real_robot.commands:register", "pusht = envs.pusht.runner:runner_from_config"):
         assert line in eps, eps
 
 
