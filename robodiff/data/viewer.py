@@ -170,8 +170,8 @@ def plot_stats(path: Path, out: Path, key_map=None) -> Path:
         hist_rows = [(k, d) for k, d in hist_rows if d < per]
     ncols = 6
     nrows = 1 + -(-len(hist_rows) // ncols)
-    fig = plt.figure(figsize=(3 * ncols, 2.4 * nrows), dpi=80)
-    gs = fig.add_gridspec(nrows, ncols)
+    fig = plt.figure(figsize=(3 * ncols, 2.4 * (nrows + 1)), dpi=80)
+    gs = fig.add_gridspec(nrows, ncols, height_ratios=[2] + [1] * (nrows - 1))
     lengths = rb.episode_lengths
     ax = fig.add_subplot(gs[0, :4])
     ax.bar(np.arange(len(lengths)), lengths, width=1.0, color="tab:blue")
