@@ -260,8 +260,9 @@ class _VideoCursor:
     concatenates per-episode videos; robodiff writes files in one pass) read the same way.
     """
 
-    def __init__(self, root: Path, key: str):
+    def __init__(self, root: Path, key: str, channels: int = 3):
         self.root, self.key = root, key
+        self._format = "gray" if channels == 1 else "rgb24"
         self._path: Path | None = None
         self._container = None
         self._frames = None
@@ -297,8 +298,9 @@ class _VideoCursor:
                     f"{_fmt(path, self.root)} has no frame within {TIMESTAMP_TOLERANCE_S} s of t={t:.4f} s "
                     f"({where}; nearest {self._last[0]:.4f} s): its timestamps do not match the episode's "
                     "from_timestamp + timestamp; re-encode the videos at the dataset's fps")
-            out.append(self._last[1].to_ndarray(format="rgb24"))
-        return np.stack(out)
+            out.append(self._last[1].to_ndarray(format=self._format))
+        frames = np.stack(out)
+        return frames[..., None] if frames.ndim == 3 else frames
 
     def close(self) -> None:
         if self._container is not None:
@@ -322,7 +324,6 @@ class LeRobotReader:
         self.fps = self.info["fps"]
         feats = self.info["features"]
         self.video_keys = [k for k, f in feats.items() if f.get("dtype") == "video"]
-        self.image_keys = [k for k, f in feats.items() if f.get("dtype") == "image"]
         self.skipped = [k for k, f in feats.items() if f.get("dtype") == "string"]
         self.data_keys = [k for k, f in feats.items() if k not in FRAME_COLUMNS and k not in self.video_keys
                           and k not in self.skipped]
@@ -428,17 +429,22 @@ class LeRobotReader:
         """What a replay buffer keeps of the dataset beyond its arrays (so an export gives it back)."""
         return {ATTRS_KEY: {"fps": self.fps, "tasks": self.tasks, "episode_task_index": episode_tasks,
                             "robot_type": self.info.get("robot_type"), "source": str(self.root),
+                            "skipped_features": self.skipped,
                             "features": {self.names[k]: k for k in self.names}}}
 
-    def iter_episodes(self) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-        """(replay-buffer episode dict, task_index of its first frame) for every episode, in order."""
+    def iter_episodes(self, episodes: list[int] | None = None, videos: bool = True
+                      ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        """(replay-buffer episode dict, task_index of its first frame) for every episode (or the positions in
+        ``episodes``), in order; ``videos=False`` skips decoding the cameras (low-dim keys only)."""
         import pyarrow.parquet as pq
 
         feats = self.info["features"]
-        cursors = {k: _VideoCursor(self.root, k) for k in self.video_keys}
+        video_keys = self.video_keys if videos else []
+        cursors = {k: _VideoCursor(self.root, k, feats[k]["shape"][-1]) for k in video_keys}
         table, table_path, ep_col = None, None, None
+        selected = self.episodes if episodes is None else [self.episodes[i] for i in episodes]
         try:
-            for e in self.episodes:
+            for e in selected:
                 if e.data_file != table_path:
                     table_path = e.data_file
                     table = pq.read_table(table_path, columns=list(FRAME_COLUMNS) + self.data_keys)
@@ -461,7 +467,7 @@ class LeRobotReader:
                         out[self.names[k]] = _column_to_numpy(ep.column(k), f["shape"], f["dtype"],
                                                               f"{where}, column {k!r}")[order]
                 timestamps = ep.column("timestamp").to_numpy().astype(np.float64)[order]
-                for k in self.video_keys:
+                for k in video_keys:
                     path, t0 = e.videos[k]
                     out[self.names[k]] = cursors[k].read(path, t0 + timestamps, f"{where}, {k}")
                 task = ep.column("task_index").to_numpy()[order]
