@@ -150,6 +150,7 @@ def small_buffer(n_episodes=6):
                     "keypoint": rng.uniform(0, 512, (T, 9, 2)).astype(np.float32),
                     "action": rng.uniform(0, 512, (T, 2)).astype(np.float32),
                     "n_contacts": rng.integers(0, 3, (T, 1)).astype(np.float32),
+                    "timestamp": 1.7e9 + np.arange(T) / 10,  # a station recording's own (T,) clock
                     "img": np.stack([code_image(code + t, (96, 96)) for t in range(T)])})
         code += T
     return ReplayBuffer.from_dict(eps)
@@ -175,7 +176,8 @@ def test_export_import_round_trip(tmp_path, vcodec):
     assert [e["dataset_to_index"] for e in episodes] == rb.episode_ends.tolist()
     back = read_lerobot(dst)
     np.testing.assert_array_equal(back.episode_ends, rb.episode_ends)
-    for k in ("state", "keypoint", "action", "n_contacts"):
+    assert "robodiff.timestamp" in info["features"]  # not LeRobot's own timestamp column
+    for k in ("state", "keypoint", "action", "n_contacts", "timestamp"):
         assert back[k].dtype == rb[k].dtype and back[k].shape == rb[k].shape
         np.testing.assert_array_equal(back[k], rb[k], err_msg=k)
     assert [read_code(im) for im in back["img"]] == list(range(rb.n_steps))
@@ -187,8 +189,10 @@ def test_bad_inputs_name_the_file_and_fix(tmp_path, capsys):
     def fails(args, *expected):
         before = set(os.listdir(tmp_path))
         assert main(["data", "convert", *map(str, args), "-q"]) == 2
-        err = capsys.readouterr().err
-        assert err.count("\n") == 1 and "Traceback" not in err, err
+        out = capsys.readouterr().err
+        errors = [line for line in out.splitlines() if line.startswith("robodiff: error:")]
+        assert len(errors) == 1 and "Traceback" not in out, out
+        err = errors[0]
         for e in expected:
             assert e in err, (e, err)
         assert set(os.listdir(tmp_path)) == before  # nothing written, no temp folder left

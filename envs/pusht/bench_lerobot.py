@@ -3,8 +3,9 @@
     nice -n 10 robodiff bench lerobot [--zarr PATH] [--work DIR] [--vcodec h264 --crf 23]
     (or python scripts/bench_lerobot.py ...)
 
-Replay buffer (uint8 images in memory) -> LeRobot directory -> zarr replay buffer, timed both ways (frames/s),
-then: every low-dim array compared exactly, image error (MAE in 0-255 and PSNR over all frames, worst frame),
+Replay buffer (uint8 images in memory) -> LeRobot directory -> zarr replay buffer, timed both ways (frames/s,
+and as a ratio to saving the same buffer as zarr in the same run, since the box is shared), then: every low-dim
+array compared exactly, image error (MAE in 0-255 and PSNR over all frames, worst frame),
 episode boundaries, fps and task strings, and the normalizer statistics of a PushTDataset built on the
 imported copy against one built on the original. Prints one JSON object.
 """
@@ -12,6 +13,7 @@ imported copy against one built on the original. Prints one JSON object.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -50,6 +52,11 @@ def run(args) -> int:
     rb = src.copy_to_memory(dtypes={"img": np.uint8})  # the reference stores float32 0-255 images
     n = rb.n_steps
 
+    load_before = os.getloadavg()[0]
+    t0 = time.perf_counter()  # same-run yardstick: writing the same buffer as a zarr replay buffer
+    rb.save(args.work / "baseline.zarr", overwrite=True)
+    t_zarr = time.perf_counter() - t0
+    shutil.rmtree(args.work / "baseline.zarr")
     t0 = time.perf_counter()
     write_lerobot(rb, lr_dir, task=TASK, fps=10, vcodec=args.vcodec, crf=args.crf, pix_fmt=args.pix_fmt)
     t_export = time.perf_counter() - t0
@@ -100,6 +107,9 @@ def run(args) -> int:
         "vcodec": args.vcodec, "crf": args.crf, "pix_fmt": args.pix_fmt,
         "export_s": round(t_export, 2), "export_frames_per_s": round(n / t_export),
         "import_s": round(t_import, 2), "import_frames_per_s": round(n / t_import),
+        "zarr_save_s": round(t_zarr, 2), "export_vs_zarr_save": round(t_export / t_zarr, 2),
+        "import_vs_zarr_save": round(t_import / t_zarr, 2),
+        "loadavg_1min": [round(load_before, 1), round(os.getloadavg()[0], 1)],
         "lerobot_dir_mb": round(size(lr_dir) / 2 ** 20, 2), "video_mb": round(size(lr_dir / "videos") / 2 ** 20, 2),
         "lowdim": lowdim,
         "image_mae_0_255": round(err_sum / n_px, 3), "image_psnr_db": round(psnr(sq_sum / n_px), 2),

@@ -173,6 +173,9 @@ def convert(src: Path, dst: Path, image_dtype: str = "uint8", overwrite: bool = 
     if lerobot_options and to != "lerobot":
         raise ReplayBufferError(f"{sorted(lerobot_options)} apply to a LeRobot destination; add --to lerobot")
     src_fmt = detect_format(src)
+    if key_map and "lerobot" not in (src_fmt, to):
+        raise ReplayBufferError(f"--map renames LeRobot features; neither {src} nor the destination is a LeRobot "
+                                "dataset (add --to lerobot to export one)")
     if to == "zarr" and src_fmt == "lerobot":
         # decoded straight into the destination, episode by episode (nothing held in memory)
         from robodiff.data.lerobot import read_lerobot
@@ -185,6 +188,8 @@ def convert(src: Path, dst: Path, image_dtype: str = "uint8", overwrite: bool = 
     if to == "lerobot":
         from robodiff.data.lerobot import write_lerobot
 
+        if not lerobot_options.get("task") and not (rb.attrs.get("lerobot") or {}).get("tasks"):
+            lerobot_options["task"] = src.stem  # a buffer without task strings: name them after the source
         write_lerobot(rb, dst, key_map=None if src_fmt == "lerobot" else key_map, overwrite=overwrite,
                       progress=progress, **lerobot_options)
     elif to == "hdf5":

@@ -57,6 +57,8 @@ QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 VIDEO_CODECS = {"h264": "libx264", "av1": "libsvtav1"}  # --vcodec name -> PyAV encoder
 DEFAULT_CRF = {"h264": 23, "av1": 30}
 ATTRS_KEY = "lerobot"  # ReplayBuffer.attrs entry holding fps, tasks and provenance of an imported dataset
+RENAMED_PREFIX = "robodiff."  # a buffer key named like a LeRobot frame column is exported under this prefix
+SCALAR_SHAPE = "robodiff.shape"  # feature info entry marking a (T,) buffer key stored as LeRobot's shape [1]
 
 V21_FIX = ("convert it to v3.0 with lerobot's converter first "
            "(python -m lerobot.datasets.v30.convert_dataset_v21_to_v30 --repo-id=<id>, lerobot >= 0.4)")
@@ -88,7 +90,7 @@ def import_name(feature: str) -> str:
     """Replay-buffer key for a LeRobot feature (the conventions in the module docstring)."""
     if feature == "observation.state":
         return "state"
-    for prefix in ("observation.images.", "observation."):
+    for prefix in ("observation.images.", "observation.", RENAMED_PREFIX):
         if feature.startswith(prefix):
             return feature[len(prefix):]
     return feature
@@ -100,7 +102,7 @@ def export_name(key: str, is_image: bool, keys: list[str]) -> str:
         return f"observation.images.{key}"
     if key == "state" or (key == "agent_pos" and "state" not in keys):
         return "observation.state"
-    return key
+    return RENAMED_PREFIX + key if key in FRAME_COLUMNS else key  # e.g. a station recording's own timestamp
 
 
 def _fmt(path: Path, root: Path) -> str:
@@ -260,8 +262,9 @@ class _VideoCursor:
     concatenates per-episode videos; robodiff writes files in one pass) read the same way.
     """
 
-    def __init__(self, root: Path, key: str):
+    def __init__(self, root: Path, key: str, channels: int = 3):
         self.root, self.key = root, key
+        self._format = "gray" if channels == 1 else "rgb24"
         self._path: Path | None = None
         self._container = None
         self._frames = None
@@ -297,8 +300,9 @@ class _VideoCursor:
                     f"{_fmt(path, self.root)} has no frame within {TIMESTAMP_TOLERANCE_S} s of t={t:.4f} s "
                     f"({where}; nearest {self._last[0]:.4f} s): its timestamps do not match the episode's "
                     "from_timestamp + timestamp; re-encode the videos at the dataset's fps")
-            out.append(self._last[1].to_ndarray(format="rgb24"))
-        return np.stack(out)
+            out.append(self._last[1].to_ndarray(format=self._format))
+        frames = np.stack(out)
+        return frames[..., None] if frames.ndim == 3 else frames
 
     def close(self) -> None:
         if self._container is not None:
@@ -322,7 +326,6 @@ class LeRobotReader:
         self.fps = self.info["fps"]
         feats = self.info["features"]
         self.video_keys = [k for k, f in feats.items() if f.get("dtype") == "video"]
-        self.image_keys = [k for k, f in feats.items() if f.get("dtype") == "image"]
         self.skipped = [k for k, f in feats.items() if f.get("dtype") == "string"]
         self.data_keys = [k for k, f in feats.items() if k not in FRAME_COLUMNS and k not in self.video_keys
                           and k not in self.skipped]
@@ -428,17 +431,22 @@ class LeRobotReader:
         """What a replay buffer keeps of the dataset beyond its arrays (so an export gives it back)."""
         return {ATTRS_KEY: {"fps": self.fps, "tasks": self.tasks, "episode_task_index": episode_tasks,
                             "robot_type": self.info.get("robot_type"), "source": str(self.root),
+                            "skipped_features": self.skipped,
                             "features": {self.names[k]: k for k in self.names}}}
 
-    def iter_episodes(self) -> Iterator[tuple[dict[str, np.ndarray], int]]:
-        """(replay-buffer episode dict, task_index of its first frame) for every episode, in order."""
+    def iter_episodes(self, episodes: list[int] | None = None, videos: bool = True
+                      ) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+        """(replay-buffer episode dict, task_index of its first frame) for every episode (or the positions in
+        ``episodes``), in order; ``videos=False`` skips decoding the cameras (low-dim keys only)."""
         import pyarrow.parquet as pq
 
         feats = self.info["features"]
-        cursors = {k: _VideoCursor(self.root, k) for k in self.video_keys}
+        video_keys = self.video_keys if videos else []
+        cursors = {k: _VideoCursor(self.root, k, feats[k]["shape"][-1]) for k in video_keys}
         table, table_path, ep_col = None, None, None
+        selected = self.episodes if episodes is None else [self.episodes[i] for i in episodes]
         try:
-            for e in self.episodes:
+            for e in selected:
                 if e.data_file != table_path:
                     table_path = e.data_file
                     table = pq.read_table(table_path, columns=list(FRAME_COLUMNS) + self.data_keys)
@@ -458,10 +466,10 @@ class LeRobotReader:
                     if f["dtype"] == "image":
                         out[self.names[k]] = self._decode_images(ep.column(k), where)[order]
                     else:
-                        out[self.names[k]] = _column_to_numpy(ep.column(k), f["shape"], f["dtype"],
-                                                              f"{where}, column {k!r}")[order]
+                        x = _column_to_numpy(ep.column(k), f["shape"], f["dtype"], f"{where}, column {k!r}")[order]
+                        out[self.names[k]] = x[:, 0] if (f.get("info") or {}).get(SCALAR_SHAPE) == [] else x
                 timestamps = ep.column("timestamp").to_numpy().astype(np.float64)[order]
-                for k in self.video_keys:
+                for k in video_keys:
                     path, t0 = e.videos[k]
                     out[self.names[k]] = cursors[k].read(path, t0 + timestamps, f"{where}, {k}")
                 task = ep.column("task_index").to_numpy()[order]
@@ -554,7 +562,12 @@ class _VideoWriter:
         path = self.root / VIDEO_PATH.format(video_key=self.key, chunk_index=self.chunk, file_index=self.file)
         path.parent.mkdir(parents=True, exist_ok=True)
         self._container = av.open(str(path), "w")
-        self._stream = self._container.add_stream(self.encoder, rate=self.fps, options=self.options)
+        options = dict(self.options)
+        if self.encoder == "libx264":
+            # x264's frame threads cost more than they save on small frames (96x96 Push-T: 3x slower with
+            # its default thread count than with one, measured); one thread per ~0.1 Mpixel, as many as cores
+            options["threads"] = str(max(1, min(os.cpu_count() or 1, h * w // 100_000)))
+        self._stream = self._container.add_stream(self.encoder, rate=self.fps, options=options)
         self._stream.width, self._stream.height, self._stream.pix_fmt = w, h, self.pix_fmt
         self.bytes = self.frames = self.packets = 0
 
@@ -646,8 +659,6 @@ def write_lerobot(rb: ReplayBuffer, dst: str | os.PathLike, *, key_map: Mapping[
             raise LeRobotError(f"image key {k!r} is {rb[k].dtype}; videos need uint8 0-255 images (convert with "
                                "the default --image-dtype uint8)")
         check_encoder(vcodec, pix_fmt, tuple(rb[k].shape[1:]), k)
-    if "task_index" in keys:
-        raise LeRobotError(f"{rb.path}: key 'task_index' collides with LeRobot's frame column; rename it with --map")
     back = meta.get("features") or {}  # key -> feature name of an imported dataset: the names come back
     names = {k: key_map.get(k, back.get(k) or export_name(k, k in images, keys)) for k in keys}
     clash = [n for n in names.values() if list(names.values()).count(n) > 1 or n in FRAME_COLUMNS]
@@ -661,18 +672,18 @@ def write_lerobot(rb: ReplayBuffer, dst: str | os.PathLike, *, key_map: Mapping[
     crf = DEFAULT_CRF[vcodec] if crf is None else int(crf)
 
     tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.mkdir(parents=True)
     writers = {k: _VideoWriter(tmp, names[k], fps, vcodec, crf, gop, pix_fmt, video_files_size_in_mb, chunks_size)
                for k in images}
     lowdim = [k for k in keys if k not in images]
-    features = {names[k]: {"dtype": str(rb[k].dtype), "shape": list(rb[k].shape[1:]) or [1], "names": None}
-                for k in lowdim}
+    features = {names[k]: {"dtype": str(rb[k].dtype), "shape": list(rb[k].shape[1:]) or [1], "names": None,
+                           **({"info": {SCALAR_SHAPE: []}} if rb[k].ndim == 1 else {})} for k in lowdim}
     features.update({names[k]: {"dtype": "video", "shape": list(rb[k].shape[1:]),
                                 "names": ["height", "width", "channels"]} for k in images})
     features.update(FRAME_FEATURES)
     schema = pa.schema([(names[k], _array_type(rb[k].dtype, tuple(rb[k].shape[1:]) or (1,))) for k in lowdim] +
                        [(c, pa.float32() if c == "timestamp" else pa.int64()) for c in FRAME_COLUMNS])
     try:
+        tmp.mkdir(parents=True)
         data_writer, chunk, file, file_bytes = None, 0, 0, 0
         episode_rows, lowdim_all = [], {k: [] for k in lowdim}
         image_hist = {k: np.zeros((rb[k].shape[-1], 256), np.int64) for k in images}
@@ -683,7 +694,7 @@ def write_lerobot(rb: ReplayBuffer, dst: str | os.PathLike, *, key_map: Mapping[
             ep = rb.get_episode(i)
             n = int(ends[i]) - start
             cols = {names[k]: _to_arrow(ep[k], tuple(rb[k].shape[1:]) or (1,)) for k in lowdim}
-            cols.update({"timestamp": pa.array(np.arange(n, dtype=np.float32) / np.float32(fps)),
+            cols.update({"timestamp": pa.array((np.arange(n) / fps).astype(np.float32)),  # as LeRobot computes it
                          "frame_index": pa.array(np.arange(n, dtype=np.int64)),
                          "episode_index": pa.array(np.full(n, i, np.int64)),
                          "index": pa.array(np.arange(start, start + n, dtype=np.int64)),

@@ -31,10 +31,25 @@ class Rendered:
     traces: list[str]
 
 
-def _open(path: Path, key_map=None) -> ReplayBuffer:
-    from robodiff.data.convert import open_any
+def _open(path: Path, key_map=None, episode: int | None = None, videos: bool = True) -> tuple[ReplayBuffer, int]:
+    """(replay buffer of ``path``, index of ``episode`` in it). For a LeRobot dataset only what is shown is
+    decoded (just that episode, or no videos), so looking at one episode of a large dataset stays cheap."""
+    from robodiff.data.convert import detect_format, open_any
+    from robodiff.data.lerobot import LeRobotReader
 
-    return open_any(Path(path), key_map)
+    path = Path(path)
+    if detect_format(path) != "lerobot":
+        return open_any(path, key_map), episode
+    reader = LeRobotReader(path, key_map)
+    chosen = None
+    if episode is not None:
+        if not -reader.n_episodes <= episode < reader.n_episodes:
+            raise ReplayBufferError(f"{path}: episode {episode} out of range: the dataset has {reader.n_episodes} "
+                                    f"episodes; pass --episode 0..{reader.n_episodes - 1}")
+        chosen = [episode % reader.n_episodes]
+    rb = ReplayBuffer.from_dict(ep for ep, _ in reader.iter_episodes(chosen, videos=videos))
+    rb.attrs.update(reader.attrs([]))
+    return rb, 0 if chosen else episode
 
 
 def _split_keys(rb: ReplayBuffer) -> tuple[list[str], list[str]]:
@@ -100,7 +115,7 @@ def render_episode(path: Path, episode: int, out: Path, keys: list[str] | None =
     """Write episode ``episode`` of ``path`` as an H.264 mp4 at ``out`` (temporary name, renamed at the end)."""
     import imageio.v3 as iio
 
-    rb = _open(path, key_map)
+    rb, index = _open(path, key_map, episode=episode)
     cams, lowdim = _split_keys(rb)
     if keys:
         unknown = [k for k in keys if k not in lowdim]
@@ -110,7 +125,7 @@ def render_episode(path: Path, episode: int, out: Path, keys: list[str] | None =
     if not cams and not lowdim:
         raise ReplayBufferError(f"{path}: nothing to show (keys {rb.keys()})")
     try:
-        ep = rb.get_episode(episode, cams + lowdim)
+        ep = rb.get_episode(index, cams + lowdim)
     except IndexError as exc:
         raise ReplayBufferError(f"{path}: {exc}; pass --episode 0..{rb.n_episodes - 1}") from exc
     n = len(next(iter(ep.values())))
@@ -158,7 +173,7 @@ def plot_stats(path: Path, out: Path, key_map=None) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rb = _open(path, key_map)
+    rb, _ = _open(path, key_map, videos=False)
     if rb.n_episodes == 0:
         raise ReplayBufferError(f"{path} has no episodes")
     _, lowdim = _split_keys(rb)
@@ -170,8 +185,8 @@ def plot_stats(path: Path, out: Path, key_map=None) -> Path:
         hist_rows = [(k, d) for k, d in hist_rows if d < per]
     ncols = 6
     nrows = 1 + -(-len(hist_rows) // ncols)
-    fig = plt.figure(figsize=(3 * ncols, 2.4 * nrows), dpi=80)
-    gs = fig.add_gridspec(nrows, ncols)
+    fig = plt.figure(figsize=(3 * ncols, 2.4 * (nrows + 1)), dpi=80)
+    gs = fig.add_gridspec(nrows, ncols, height_ratios=[2] + [1] * (nrows - 1))
     lengths = rb.episode_lengths
     ax = fig.add_subplot(gs[0, :4])
     ax.bar(np.arange(len(lengths)), lengths, width=1.0, color="tab:blue")
