@@ -64,8 +64,8 @@ def test_wheel_ships_the_configs_and_declares_the_commands(tmp_path):
     in_tree = {str(p.relative_to(REPO)) for p in (REPO / "policies" / "configs").rglob("*.yaml")}
     assert in_tree and shipped == in_tree
     eps = zipfile.ZipFile(wheel).read(next(n for n in names if n.endswith(".dist-info/entry_points.txt"))).decode()
-    for line in ("robodiff = robodiff.cli:main", "policies = policies.commands", "envs = envs.commands",
-                 "real_robot = real_robot.commands", "pusht = envs.pusht.runner:runner_from_config"):
+    for line in ("robodiff = robodiff.cli:main", "policies = policies.commands:register", "envs = envs.commands:register",
+                 "real_robot = real_robot.commands:register", "pusht = envs.pusht.runner:runner_from_config"):
         assert line in eps, eps
 
 
