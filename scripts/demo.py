@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from robodiff import flags
+
 REPO = Path(__file__).resolve().parents[1]
 
 EXPERT_DATA = REPO / "data" / "pusht_expert.zarr"
@@ -72,9 +74,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="train on this replay buffer (e.g. the reference PushT zarr)")
-    ap.add_argument("--output", default=str(REPO / "outputs" / "demo"))
+    flags.add_output(ap, "the demo's folder (default outputs/demo); each run replaces its results",
+                     default=REPO / "outputs" / "demo")
     ap.add_argument("--minutes", type=float, default=12.0, help="training wall time (default 12)")
-    ap.add_argument("--n-episodes", type=int, default=100, help="expert episodes to collect (default 100)")
+    flags.add_episodes(ap, 100, "expert episodes to collect (default 100)")
     ap.add_argument("--n-seeds", type=int, default=50, help="evaluation seeds (default 50)")
     ap.add_argument("--rollout-minutes", type=float, default=4.0, help="minutes between 8-seed rollouts")
     ap.add_argument("overrides", nargs="*", help="extra training config overrides key=value")
@@ -97,7 +100,7 @@ def main(argv=None) -> int:
             return 2
     else:
         data, task = EXPERT_DATA, "pusht_expert"
-        collect(data, args.n_episodes)
+        collect(data, args.episodes)
 
     overrides = {"task": task, "task.dataset.path": str(data), "output_dir": str(out / "train"),
                  "training.max_minutes": args.minutes, "training.rollout_every_minutes": args.rollout_minutes,
