@@ -77,7 +77,7 @@ def report(stats: list[dict], wall_s: float, seeds: range, workers: int, max_ste
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=_parse_seeds, default=TEST_SEEDS,
-                    help="START:STOP (default 100000:100050, the test seeds)")
+                    help=f"START:STOP (default {TEST_SEEDS.start}:{TEST_SEEDS.stop}, the test seeds)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--max-steps", type=int, default=MAX_STEPS)
     ap.add_argument("--md", type=Path, default=None, help="append the markdown section to this file")

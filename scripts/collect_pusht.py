@@ -108,7 +108,7 @@ def main(argv=None) -> int:
                     help="zarr replay buffer to write (a directory; .zip for a zip store)")
     ap.add_argument("--episodes", "--n-episodes", dest="episodes", type=int, default=None,
                     help="expert: episodes to write (default 200); teleop: stop after this many (default: until quit)")
-    ap.add_argument("--seed-start", type=int, default=0, help="first seed (default 0; 100000-100049 are test seeds)")
+    ap.add_argument("--seed-start", type=int, default=0, help=f"first seed (default 0; {TEST_SEEDS.start}-{TEST_SEEDS.stop - 1} are test seeds)")
     ap.add_argument("--workers", type=int, default=2, help="expert: worker processes (default 2; 0 = in-process)")
     ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"expert: step limit per episode (default {MAX_STEPS})")
     ap.add_argument("--keep-failures", action="store_true", help="expert: also write episodes that did not succeed")

@@ -92,8 +92,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("checkpoint", help="a .ckpt written by scripts/train.py")
     ap.add_argument("--output", required=True, help="folder for metrics.json and videos/")
-    ap.add_argument("--n-seeds", type=int, default=None, help="number of test seeds (default: the task's, 50)")
-    ap.add_argument("--start-seed", type=int, default=None, help="first seed (default: the task's, 100000)")
+    ap.add_argument("--n-seeds", type=int, default=None,
+                    help="number of test seeds (default: the task's, else the Push-T protocol's)")
+    ap.add_argument("--start-seed", type=int, default=None,
+                    help="first seed (default: the task's, else the Push-T protocol's first test seed)")
     ap.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"), default=None,
                     help="default: the policy's configured sampler")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: configured, or 10 for a "
