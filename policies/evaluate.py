@@ -93,8 +93,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("checkpoint", help="a .ckpt written by robodiff train")
     flags.add_output(ap, "folder for metrics.json and videos/", required=True)
     flags.add_overwrite(ap, "an existing metrics.json in --output")
-    ap.add_argument("--n-seeds", type=int, default=None, help="number of test seeds (default: the task's, 50)")
-    flags.add_start_seed(ap, None, "first seed (default: the task's, 100000)")
+    ap.add_argument("--n-seeds", type=int, default=None, help="number of test seeds (default: the task's, else the Push-T protocol's)")
+    flags.add_start_seed(ap, None, "first seed (default: the task's, else the Push-T protocol's first test seed)")
     ap.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"), default=None,
                     help="default: the policy's configured sampler")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: configured, or 10 for a "

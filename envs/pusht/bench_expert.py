@@ -72,7 +72,7 @@ def report(stats: list[dict], wall_s: float, seeds: range, workers: int, max_ste
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seeds", type=_parse_seeds, default=TEST_SEEDS,
-                    help="START:STOP (default 100000:100050, the test seeds)")
+                    help=f"START:STOP (default {TEST_SEEDS.start}:{TEST_SEEDS.stop}, the test seeds)")
     flags.add_n_workers(ap, 2, "worker processes (default 2)")
     ap.add_argument("--max-steps", type=int, default=MAX_STEPS)
     ap.add_argument("--md", type=Path, default=None, help="append the markdown section to this file")

@@ -105,7 +105,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                          "existing one", required=True)
     flags.add_episodes(ap, None, "expert: episodes to write (default 200); teleop: stop after this many "
                                  "(default: until quit)")
-    flags.add_start_seed(ap, 0, "first seed (default 0; 100000-100049 are test seeds)")
+    flags.add_start_seed(ap, 0, f"first seed (default 0; {TEST_SEEDS.start}-{TEST_SEEDS.stop - 1} are test seeds)")
     flags.add_n_workers(ap, 2, "expert: worker processes (default 2; 0 = in-process)")
     ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"expert: step limit per episode (default {MAX_STEPS})")
     ap.add_argument("--keep-failures", action="store_true", help="expert: also write episodes that did not succeed")
