@@ -1,16 +1,10 @@
 """Station recordings train as recorded: task=ur_pusht_image on a buffer in the station's layout (img,
 agent_pos, action in metres, ...), units travel into the checkpoint, and the deploy script reads them."""
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-
-from robodiff.data import ReplayBuffer  # noqa: E402
+from robodiff.data import ReplayBuffer
 
 
 def _station_episode(T, seed):
@@ -37,11 +31,11 @@ def station_buffer(tmp_path):
 
 @pytest.mark.slow
 def test_ur_pusht_image_trains_on_station_recordings_and_keeps_units(tmp_path, station_buffer, one_thread):
-    import eval_real_robot
-    import train as train_script
+    from policies.train import train_policy
+    from real_robot.deploy import action_units
     from robodiff.training.checkpoint import load_checkpoint
 
-    result = train_script.run([
+    result = train_policy([
         "task=ur_pusht_image", "policy=unet_image_small", f"task.dataset.path={station_buffer}",
         f"output_dir={tmp_path / 'run'}", "training.max_steps=2", "training.batch_size=8", "training.progress=false",
         "policy.unet.down_dims=[16,32]", "policy.obs_encoder.feature_dim=8", "policy.obs_encoder.num_keypoints=4",
@@ -50,8 +44,8 @@ def test_ur_pusht_image_trains_on_station_recordings_and_keeps_units(tmp_path, s
     ckpt = load_checkpoint(result.latest_checkpoint)
     task = ckpt["config"]["task"]
     assert task["shape_meta"]["action"]["units"] == "m" and task["shape_meta"]["obs"]["agent_pos"]["units"] == "m"
-    assert eval_real_robot.action_units(task) == "m"
+    assert action_units(task) == "m"
     # checkpoints from before shape_meta carried units: Push-T tasks are pixels, others metres
-    assert eval_real_robot.action_units({"name": "pusht_lowdim", "shape_meta": {"action": {"shape": [2]}}}) == "px"
+    assert action_units({"name": "pusht_lowdim", "shape_meta": {"action": {"shape": [2]}}}) == "px"
     with pytest.raises(ValueError, match="units is 'mm'"):
-        eval_real_robot.action_units({"name": "x", "shape_meta": {"action": {"shape": [2], "units": "mm"}}})
+        action_units({"name": "x", "shape_meta": {"action": {"shape": [2], "units": "mm"}}})
