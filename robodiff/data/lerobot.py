@@ -56,6 +56,7 @@ TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's default tolerance when it looks a fram
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 VIDEO_CODECS = {"h264": "libx264", "av1": "libsvtav1"}  # --vcodec name -> PyAV encoder
 DEFAULT_CRF = {"h264": 23, "av1": 30}
+IMPORT_BATCH_BYTES = 256 << 20  # episodes are written to a zarr destination in batches of about this size
 ATTRS_KEY = "lerobot"  # ReplayBuffer.attrs entry holding fps, tasks and provenance of an imported dataset
 RENAMED_PREFIX = "robodiff."  # a buffer key named like a LeRobot frame column is exported under this prefix
 SCALAR_SHAPE = "robodiff.shape"  # feature info entry marking a (T,) buffer key stored as LeRobot's shape [1]
@@ -510,10 +511,15 @@ def read_lerobot(src: str | os.PathLike, key_map: Mapping[str, str] | None = Non
         tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         rb = ReplayBuffer.create(tmp)
-        tasks = []
+        tasks, staged, staged_bytes = [], [], 0
         for ep, task in _progress(reader.iter_episodes(), progress, reader.n_episodes, "import episodes"):
-            rb.add_episode(ep)
+            staged.append(ep)
             tasks.append(task)
+            staged_bytes += sum(a.nbytes for a in ep.values())
+            if staged_bytes >= IMPORT_BATCH_BYTES:  # one write per array per batch, not per episode
+                rb.add_episodes(staged)
+                staged, staged_bytes = [], 0
+        rb.add_episodes(staged)
         rb.attrs.update(reader.attrs(tasks))
         if tmp is None:
             return rb
