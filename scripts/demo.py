@@ -5,7 +5,7 @@
     python scripts/demo.py --data PATH/pusht_cchi_v7_replay.zarr   # train on the reference human demos instead
     python scripts/demo.py --minutes 5 --n-seeds 20                # quicker, rougher
 
-1. Demonstrations: the scripted PushT expert (scripts/collect_pusht.py --expert) writes data/pusht_expert.zarr
+1. Demonstrations: the scripted PushT expert (robodiff collect pusht --expert) writes data/pusht_expert.zarr
    once; later runs reuse it. With --data, that replay buffer is used instead.
 2. Training: a small UNet policy (policy=unet_small) for a bounded wall time (--minutes, default 12), with
    quick 8-seed rollouts every 4 minutes for the curves.
@@ -24,9 +24,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
 
 EXPERT_DATA = REPO / "data" / "pusht_expert.zarr"
 
@@ -66,7 +63,7 @@ def collect(path: Path, n_episodes: int) -> None:
     print(f"[demo] collecting {n_episodes} scripted-expert episodes -> {path}")
     t0 = time.monotonic()
     cmd = [sys.executable, str(REPO / "scripts" / "collect_pusht.py"), "--expert", "--episodes", str(n_episodes),
-           "--out", str(path)]
+           "--output", str(path)]
     subprocess.run(cmd, check=True, cwd=REPO)
     print(f"[demo] collected in {time.monotonic() - t0:.0f} s")
 
@@ -85,8 +82,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    import train as train_script
-    from eval import evaluate, summary_table
+    from policies.evaluate import evaluate, summary_table
+    from policies.train import train_policy
     from robodiff.training.loggers import plot_curves
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -106,11 +103,13 @@ def main(argv=None) -> int:
                  "training.max_minutes": args.minutes, "training.rollout_every_minutes": args.rollout_minutes,
                  "training.overwrite": "true", **RECIPE}
     print(f"[demo] training {overrides['policy']} on {data} for {args.minutes:g} min")
-    result = train_script.run([f"{k}={v}" for k, v in overrides.items()] + list(args.overrides))
+    result = train_policy([f"{k}={v}" for k, v in overrides.items()] + list(args.overrides))
     print(f"[demo] trained {result.step} steps ({result.epoch} epochs)")
 
     print(f"[demo] evaluating on {args.n_seeds} seeds (DDIM-10)")
-    metrics = evaluate(result.latest_checkpoint, out, n_seeds=args.n_seeds, sampler="ddim", steps=10, n_videos=1)
+    # outputs/demo is the demo's own folder: each run replaces the previous run's results (as training.overwrite)
+    metrics = evaluate(result.latest_checkpoint, out, n_seeds=args.n_seeds, sampler="ddim", steps=10, n_videos=1,
+                       overwrite=True)
     videos = metrics["videos"]
     if videos:
         shutil.copyfile(videos[0], out / "rollout.mp4")

@@ -32,7 +32,6 @@ TASK = "Push the T-shaped block onto the T-shaped target."
 
 
 def dump(args) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from robodiff.data import ReplayBuffer
 
     rb = ReplayBuffer.open(args.src)
@@ -83,7 +82,6 @@ def lerobot_write(args) -> None:
 
 
 def compare(args) -> None:
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from robodiff.data import ReplayBuffer
     from robodiff.data.lerobot import read_lerobot
 

@@ -4,6 +4,7 @@
     robodiff data convert SRC DST [--to lerobot] [--map SRC_KEY=DST_KEY ...] [--image-dtype uint8]
     robodiff data view PATH --episode I --out ep.mp4
     robodiff data stats PATH --out stats.png
+    robodiff data repair SRC DST [--drop-key KEY ...]
 """
 
 from __future__ import annotations
@@ -66,6 +67,17 @@ def _cmd_stats(args) -> int:
 
     out = plot_stats(Path(args.path), Path(args.out), key_map=_key_map(args))
     print(f"wrote {out}")
+    return 0
+
+
+def _cmd_repair(args) -> int:
+    from robodiff.data.replay_buffer import repair
+
+    out, report = repair(args.src, args.dst, drop_keys=args.drop_key, overwrite=args.overwrite)
+    lost = report["episodes_in"] - report["episodes_kept"]
+    print(f"wrote {out.path}: kept {report['episodes_kept']} of {report['episodes_in']} episodes "
+          f"({report['steps_kept']} steps; {lost} dropped), keys {out.keys()}; array lengths in {args.src}: "
+          f"{report['lengths']}")
     return 0
 
 
@@ -150,3 +162,14 @@ def register(subparsers) -> None:
     stats.add_argument("--out", required=True, help="output .png")
     stats.add_argument("--map", action="append", metavar="SRC_KEY=DST_KEY", help="as for convert (LeRobot sources)")
     stats.set_defaults(func=_cmd_stats)
+
+    rep = dsub.add_parser(
+        "repair", help="write a consistent copy of a buffer that `open` reports as corrupt",
+        description="Copy SRC to DST keeping the episodes every array holds completely (episode ends that "
+                    "increase and lie within every array); SRC is only read. --drop-key leaves an array out "
+                    "first, e.g. the one that lost rows, to keep every episode.")
+    rep.add_argument("src")
+    rep.add_argument("dst")
+    rep.add_argument("--drop-key", action="append", default=[], metavar="KEY", help="leave this array out")
+    rep.add_argument("--overwrite", action="store_true", help="replace DST if it exists")
+    rep.set_defaults(func=_cmd_repair)
