@@ -554,7 +554,7 @@ class _VideoWriter:
         self.encoder, self.pix_fmt, self.limit = VIDEO_CODECS[vcodec], pix_fmt, limit_mb * 1024 * 1024
         self.options = {"crf": str(crf), "g": str(gop)}
         if vcodec == "av1":
-            self.options.update({"preset": "12", "svtav1-params": "log-level=1"})
+            self.options["preset"] = "12"  # LeRobot's choice for libsvtav1: its fastest preset
         self.chunks_size = chunks_size
         self.chunk, self.file = 0, -1
         self._container = self._stream = None
