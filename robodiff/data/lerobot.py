@@ -14,7 +14,8 @@ An episode's frame ``i`` of camera ``key`` is the frame shown at ``from_timestam
 file (``videos/<key>/from_timestamp`` from the episode row); frames are matched within ``TIMESTAMP_TOLERANCE_S``.
 
 Keys map by convention (``action`` <-> ``action``, ``state`` or ``agent_pos`` <-> ``observation.state``, an
-image key ``<cam>`` <-> ``observation.images.<cam>``, ``observation.<x>`` -> ``<x>``), overridable per key.
+image key ``<cam>`` <-> ``observation.images.<cam>``, ``observation.<x>`` -> ``<x>``, a key named like a frame
+column, e.g. a recording's own ``timestamp``, <-> ``robodiff.<key>``), overridable per key.
 The ``lerobot`` package itself is not a dependency (it pins Python and torch versions robodiff does not);
 everything is read and written with pyarrow and PyAV against the layout above.
 
