@@ -5,7 +5,7 @@
 run in different environments and meet in .npz files:
 
     # robodiff's env: export the reference data, dump a slice of it for lerobot to write
-    python scripts/bench_lerobot.py --work W                       # writes W/pusht_h264 (robodiff's export)
+    robodiff bench lerobot --work W                      # writes W/pusht_h264 and W/pusht_h264_back.zarr
     python scripts/lerobot_crosscheck.py dump REFERENCE.zarr W/slice.npz --episodes 20
     # lerobot's env (python -m venv V && V/bin/pip install lerobot==0.4.4): it needs only numpy + lerobot
     V/bin/python scripts/lerobot_crosscheck.py lerobot-read W/pusht_h264 W/lerobot_read.npz --episodes 20

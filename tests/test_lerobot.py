@@ -244,3 +244,25 @@ def test_image_stats_from_histograms_equal_numpys():
         assert np.shape(stats[k]) == (3, 1, 1)
         np.testing.assert_allclose(np.ravel(stats[k]), v, err_msg=k)
     assert stats["count"] == [7]
+
+
+def test_import_image_features_stored_in_parquet(tmp_path):
+    """LeRobot's `image` dtype (PNG bytes in the frame parquet, no video) imports too."""
+    import imageio.v3 as iio
+
+    root = tmp_path / "imgs"
+    write_v30(root)
+    info = json.loads((root / "meta/info.json").read_text())
+    info["features"]["observation.images.side"] = {"dtype": "image", "shape": [16, 16, 3],
+                                                   "names": ["height", "width", "channels"]}
+    (root / "meta/info.json").write_text(json.dumps(info))
+    for path in sorted((root / "data").rglob("*.parquet")):
+        table = pq.read_table(path)
+        cells = [{"bytes": iio.imwrite("<bytes>", code_image(int(i), (16, 16)), extension=".png"), "path": None}
+                 for i in table.column("index").to_pylist()]
+        struct = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+        pq.write_table(table.append_column("observation.images.side", pa.array(cells, struct)), path)
+    rb = read_lerobot(root)
+    assert rb["side"].shape == (sum(LENGTHS), 16, 16, 3)
+    assert [read_code(img) for img in rb["side"]] == list(range(sum(LENGTHS)))  # PNG is lossless: exact
+    np.testing.assert_array_equal(rb["side"][7], code_image(7, (16, 16)))

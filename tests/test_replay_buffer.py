@@ -335,3 +335,22 @@ def test_reads_reference_store(pusht_zarr):
     mem = rb.copy_to_memory(keys=["img"], dtypes={"img": np.uint8})
     first = np.asarray(rb["img"][:50])
     np.testing.assert_array_equal(mem["img"][:50], first.astype(np.uint8))
+
+
+def test_add_episodes_writes_a_batch_like_single_appends(tmp_path):
+    eps = [make_episode(i, image=False) for i in range(4)]
+    one = ReplayBuffer.create(tmp_path / "one.zarr")
+    for ep in eps:
+        one.add_episode(ep)
+    batch = ReplayBuffer.create(tmp_path / "batch.zarr")
+    batch.add_episode(eps[0])
+    assert batch.add_episodes(eps[1:]) == [1, 2, 3]
+    batch = ReplayBuffer.open(tmp_path / "batch.zarr")
+    np.testing.assert_array_equal(batch.episode_ends, one.episode_ends)
+    for k in one.keys():
+        np.testing.assert_array_equal(batch[k][:], one[k][:])
+    bad = dict(make_episode(9, image=False), state=np.zeros((3, 5), np.float32))  # lengths disagree
+    rb = ReplayBuffer.open(tmp_path / "batch.zarr", mode="a")
+    with pytest.raises(ReplayBufferError, match="episode 1 of the batch"):
+        rb.add_episodes([eps[0], bad])
+    assert ReplayBuffer.open(tmp_path / "batch.zarr").n_episodes == 4  # nothing of the batch written

@@ -104,9 +104,10 @@ def register(subparsers) -> None:
         "convert", help="convert between zarr, .zip, robomimic .hdf5 and LeRobotDataset v3.0",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Copy demonstrations from SRC to DST.\n\n"
-                    "SRC (detected from its layout): a replay buffer (zarr v2/v3 directory or .zip), a robomimic-"
-                    "format .hdf5 file, or a LeRobotDataset v3.0 directory (meta/info.json, data/, videos/).\n"
-                    "DST: --to FORMAT, else from the suffix: .zip, .hdf5/.h5, otherwise a zarr 3 directory.\n\n"
+                    "SRC (detected from its layout): a replay buffer (zarr v2/v3 directory or .zip), a\n"
+                    "robomimic-format .hdf5 file, or a LeRobotDataset v3.0 directory (meta/info.json, data/,\n"
+                    "videos/). DST: --to FORMAT, else from the suffix: .zip, .hdf5/.h5, otherwise a zarr 3\n"
+                    "directory.\n\n"
                     "Keys map by convention between LeRobot and replay buffers: action <-> action, state (or\n"
                     "agent_pos) <-> observation.state, image key CAM <-> observation.images.CAM, observation.X ->\n"
                     "X; --map renames the rest (names on the SRC side first). Image keys (4-D arrays) are\n"

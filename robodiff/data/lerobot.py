@@ -14,7 +14,8 @@ An episode's frame ``i`` of camera ``key`` is the frame shown at ``from_timestam
 file (``videos/<key>/from_timestamp`` from the episode row); frames are matched within ``TIMESTAMP_TOLERANCE_S``.
 
 Keys map by convention (``action`` <-> ``action``, ``state`` or ``agent_pos`` <-> ``observation.state``, an
-image key ``<cam>`` <-> ``observation.images.<cam>``, ``observation.<x>`` -> ``<x>``), overridable per key.
+image key ``<cam>`` <-> ``observation.images.<cam>``, ``observation.<x>`` -> ``<x>``, a key named like a frame
+column, e.g. a recording's own ``timestamp``, <-> ``robodiff.<key>``), overridable per key.
 The ``lerobot`` package itself is not a dependency (it pins Python and torch versions robodiff does not);
 everything is read and written with pyarrow and PyAV against the layout above.
 
@@ -56,6 +57,7 @@ TIMESTAMP_TOLERANCE_S = 1e-4  # LeRobot's default tolerance when it looks a fram
 QUANTILES = (0.01, 0.10, 0.50, 0.90, 0.99)
 VIDEO_CODECS = {"h264": "libx264", "av1": "libsvtav1"}  # --vcodec name -> PyAV encoder
 DEFAULT_CRF = {"h264": 23, "av1": 30}
+IMPORT_BATCH_BYTES = 256 << 20  # episodes are written to a zarr destination in batches of about this size
 ATTRS_KEY = "lerobot"  # ReplayBuffer.attrs entry holding fps, tasks and provenance of an imported dataset
 RENAMED_PREFIX = "robodiff."  # a buffer key named like a LeRobot frame column is exported under this prefix
 SCALAR_SHAPE = "robodiff.shape"  # feature info entry marking a (T,) buffer key stored as LeRobot's shape [1]
@@ -510,10 +512,15 @@ def read_lerobot(src: str | os.PathLike, key_map: Mapping[str, str] | None = Non
         tmp = dst.with_name(f".{dst.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         rb = ReplayBuffer.create(tmp)
-        tasks = []
+        tasks, staged, staged_bytes = [], [], 0
         for ep, task in _progress(reader.iter_episodes(), progress, reader.n_episodes, "import episodes"):
-            rb.add_episode(ep)
+            staged.append(ep)
             tasks.append(task)
+            staged_bytes += sum(a.nbytes for a in ep.values())
+            if staged_bytes >= IMPORT_BATCH_BYTES:  # one write per array per batch, not per episode
+                rb.add_episodes(staged)
+                staged, staged_bytes = [], 0
+        rb.add_episodes(staged)
         rb.attrs.update(reader.attrs(tasks))
         if tmp is None:
             return rb
@@ -548,7 +555,7 @@ class _VideoWriter:
         self.encoder, self.pix_fmt, self.limit = VIDEO_CODECS[vcodec], pix_fmt, limit_mb * 1024 * 1024
         self.options = {"crf": str(crf), "g": str(gop)}
         if vcodec == "av1":
-            self.options.update({"preset": "12", "svtav1-params": "log-level=1"})
+            self.options["preset"] = "12"  # LeRobot's choice for libsvtav1: its fastest preset
         self.chunks_size = chunks_size
         self.chunk, self.file = 0, -1
         self._container = self._stream = None
