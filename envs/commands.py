@@ -1,4 +1,4 @@
-"""``robodiff collect pusht`` and the simulation benchmarks ``robodiff bench env|expert|fidelity`` (registered
+"""``robodiff collect pusht`` and the simulation benchmarks ``robodiff bench env|expert|fidelity|lerobot`` (registered
 through the ``robodiff.commands`` entry point ``envs``; the command modules load only when their command runs)."""
 
 from robodiff.cli import add_command, command_group
@@ -14,3 +14,5 @@ def register(subparsers) -> None:
                 "the scripted Push-T expert: success rate, steps, collection speed")
     add_command(bench, "fidelity", "envs.pusht.bench_fidelity",
                 "Push-T replay of the reference demos: position, keypoint and image errors")
+    add_command(bench, "lerobot", "envs.pusht.bench_lerobot",
+                "the reference Push-T data through LeRobotDataset v3.0 and back: speed and round-trip errors")

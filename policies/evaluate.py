@@ -6,7 +6,7 @@
 Everything is rebuilt from the checkpoint (its stored config, EMA weights and normalizer); no config files
 or dataset are needed. Seeds run in parallel simulation processes (PushTRunner). Writes DIR/metrics.json
 (mean_score, success_rate, per_seed, sampler, steps, latency_ms_per_chunk, ...) and DIR/videos/*.mp4, and
-prints a per-seed table and a summary. An existing DIR/metrics.json is kept unless --overwrite.
+prints a per-seed table and a summary; DIR/card.md is the model card. An existing DIR/metrics.json is kept unless --overwrite.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -66,6 +67,12 @@ def evaluate(checkpoint, output, n_seeds=None, start_seed=None, sampler=None, st
     tmp = output / ".metrics.json.tmp"
     tmp.write_text(json.dumps(metrics, indent=2))
     os.replace(tmp, output / "metrics.json")
+    from robodiff.training.card import write_card
+
+    flags_used = ["--n-seeds", metrics["n_seeds"], "--start-seed", result["per_seed"][0]["seed"], "--sampler", name,
+                  "--steps", n_steps, "--device", device] + (["--no-ema"] if metrics["weights"] == "model" else [])
+    command = "robodiff eval " + shlex.join(map(str, [checkpoint, "--output", output, *flags_used]))
+    write_card(output / "card.md", cfg, metrics, command)
     return metrics
 
 

@@ -33,6 +33,31 @@ def make_env_runner(cfg: dict, video_dir, **overrides):
     return found[name].load()(cfg, video_dir, **overrides)
 
 
+def resolve_obs_sources(spec):
+    """``task.dataset.obs_sources`` as the dataset takes it: a ``"module:attr"`` name is imported (a task
+    package's derived observations, named by the task config so that no code here knows a task), a mapping
+    {obs key: buffer key} passes through."""
+    if not isinstance(spec, str):
+        return spec
+    import importlib
+
+    from robodiff.data.datasets import DatasetError
+
+    module, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module), attr)
+    except (ImportError, AttributeError) as exc:
+        raise DatasetError(f"task.dataset.obs_sources={spec!r} cannot be imported ({exc}); name a mapping as "
+                           f"'package.module:NAME', e.g. 'envs.pusht.dataset:OBS_SOURCES'") from None
+
+
+def build_dataset(cfg: dict):
+    """The task's training dataset, with its derived observation keys resolved from the config."""
+    from robodiff.data.task_dataset import dataset_from_config
+
+    return dataset_from_config(cfg, resolve_obs_sources(cfg["task"]["dataset"].get("obs_sources")))
+
+
 class RolloutCallback:
     """The env-runner callable the training loop calls with the EMA policy; simulation workers are reused."""
 
@@ -53,7 +78,6 @@ class RolloutCallback:
 def train_policy(overrides) -> "object":
     """Compose the config from ``overrides`` and train; returns robodiff.training.TrainResult."""
     import policies
-    from robodiff.data.task_dataset import dataset_from_config
     from robodiff.training.config import compose_config
     from robodiff.training.trainer import train
 
@@ -65,7 +89,7 @@ def train_policy(overrides) -> "object":
     tc = cfg["training"]
     rollout = RolloutCallback(cfg) if tc.get("rollout_every") or tc.get("rollout_every_minutes") else None
     try:
-        return train(cfg, policies.build_policy, dataset_from_config(cfg), rollout)
+        return train(cfg, policies.build_policy, build_dataset(cfg), rollout)
     finally:
         if rollout is not None:
             rollout.close()

@@ -26,10 +26,21 @@ import threading
 import time
 from pathlib import Path
 
+from envs.pusht.protocol import SUCCESS_THRESHOLD
 from real_robot.session import add_station_args
 from robodiff import flags
 
-SUCCESS_COVERAGE = 0.95  # Push-T's success threshold on the goal coverage
+
+def action_units(task: dict) -> str:
+    """The unit of the policy's actions, from the checkpoint's task.shape_meta: "m" (station recordings) or
+    "px" (Push-T layout). Checkpoints from before shape_meta carried units: Push-T tasks were px."""
+    units = task["shape_meta"]["action"].get("units")
+    if units is None:
+        units = "px" if str(task["name"]).startswith("pusht") else "m"
+    if units not in ("m", "px"):
+        raise ValueError(f"task.shape_meta.action.units is {units!r}; this station runs policies whose actions "
+                         f"are pusher xy in 'm' (robot base frame) or Push-T 'px'")
+    return units
 
 
 def _rounded(x):
@@ -110,7 +121,11 @@ def run(args) -> int:
     obs_meta = ckpt["config"]["task"]["shape_meta"]["obs"]
     # A Push-T-layout policy (trained on the 2D sim or on twin demos recorded with --pusht-format) thinks in
     # pixels and may need the block pose: it runs on the twin through the Push-T bridge.
-    pusht_units = str(ckpt["config"]["task"]["name"]).startswith("pusht")
+    try:
+        pusht_units = action_units(ckpt["config"]["task"]) == "px"
+    except ValueError as exc:
+        print(f"error: {args.checkpoint}: {exc}", file=sys.stderr)
+        return 2
     provided = ("image", "agent_pos") + (("keypoint", "state") if args.sim else ())
     unknown = [k for k in obs_meta if k not in provided]
     if unknown:
@@ -119,7 +134,7 @@ def run(args) -> int:
         return 2
     if pusht_units and not args.sim:
         print(f"error: {args.checkpoint} is a Push-T (pixel-unit) policy; run it on the twin with --sim, or "
-              "train on station recordings for real hardware", file=sys.stderr)
+              "train on station recordings (task=ur_pusht_image) for real hardware", file=sys.stderr)
         return 2
     if "image" in obs_meta and list(obs_meta["image"]["shape"][1:]) != list(args.image_size):
         print(f"error: the policy expects {obs_meta['image']['shape'][1:]} images; pass --image-size "
@@ -152,7 +167,7 @@ def run(args) -> int:
                 truth = twin.truth()
                 scene["max_coverage"] = max(scene["max_coverage"], float(truth["coverage"]))
                 scene["block_lifted"] |= bool(truth["block_lifted"])
-                return scene["max_coverage"] > SUCCESS_COVERAGE
+                return scene["max_coverage"] > SUCCESS_THRESHOLD
 
             station.start_episode()
             try:
@@ -169,7 +184,7 @@ def run(args) -> int:
                 station.end_episode(rb, video_dir=out / "videos")
             res = {"episode": ep, **report.summary()}
             if twin is not None:
-                res.update(scene, success=scene["max_coverage"] > SUCCESS_COVERAGE)
+                res.update(scene, success=scene["max_coverage"] > SUCCESS_THRESHOLD)
             results.append(res)
             print(json.dumps(_rounded(res)))
             if estop.tripped:

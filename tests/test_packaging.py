@@ -35,6 +35,10 @@ def test_console_command_and_packages_installed():
     cmd = [str(exe)] if exe.exists() else [sys.executable, "-m", "robodiff.cli"]
     help_text = subprocess.run(cmd + ["data", "--help"], capture_output=True, text=True).stdout
     assert "info" in help_text and "convert" in help_text
+    # the installed entry points load: every package's commands are listed, with no warning
+    top = subprocess.run(cmd + ["--help"], capture_output=True, text=True, cwd="/")
+    assert top.returncode == 0 and "warning" not in top.stderr, top.stderr
+    assert all(c in top.stdout for c in ("train", "eval", "collect", "record", "deploy", "bench")), top.stdout
 
 
 def test_import_direction():

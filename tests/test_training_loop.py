@@ -129,11 +129,11 @@ def test_cli_bad_input_messages(tmp_path, data, capsys):
 
 def test_ema_tracks_policy_in_place(tmp_path, data):
     import policies
-    from robodiff.data.task_dataset import dataset_from_config
+    from policies.train import build_dataset
     from robodiff.training.trainer import Trainer
 
     cfg = compose_config(CONFIG_DIR, tiny_overrides(tmp_path / "ema", data, **{"training.max_steps": 3}))
-    trainer = Trainer(cfg, policies.build_policy, dataset_from_config(cfg))
+    trainer = Trainer(cfg, policies.build_policy, build_dataset(cfg))
     start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     # diffusers' shadow copy is the EMA model's own storage: no copy_to() needed before a rollout
     assert all(s.data_ptr() == p.data_ptr() for s, p in zip(trainer.ema.shadow_params, trainer.ema_model.parameters()))
@@ -170,11 +170,11 @@ DDP_RUN = {"training.max_steps": 12, "training.batch_size": 64, "training.lr": "
 def _ddp_worker(out, data):
     """One torchrun rank: train, then dump the parameters this rank holds."""
     import policies
-    from robodiff.data.task_dataset import dataset_from_config
+    from policies.train import build_dataset
     from robodiff.training.trainer import Trainer
 
     cfg = compose_config(CONFIG_DIR, tiny_overrides(out, data, **DDP_RUN))
-    trainer = Trainer(cfg, policies.build_policy, dataset_from_config(cfg))
+    trainer = Trainer(cfg, policies.build_policy, build_dataset(cfg))
     assert trainer.dist.world_size == 2 and trainer.local_bs == 32
     trainer.run()
     torch.save(trainer.model.state_dict(), Path(out).parent / f"ddp_rank{trainer.dist.rank}.pt")

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from envs.pusht.collect import run_episodes
+from envs.pusht.protocol import MAX_STEPS, SUCCESS_THRESHOLD, TEST_SEEDS
 from robodiff import flags
 
 
@@ -55,7 +56,7 @@ def report(stats: list[dict], wall_s: float, seeds: range, workers: int, max_ste
         "",
         "| metric | value |",
         "|---|---|",
-        f"| success rate (coverage > 0.95 within {max_steps} steps) | {len(ok)}/{len(stats)} = "
+        f"| success rate (coverage > {SUCCESS_THRESHOLD} within {max_steps} steps) | {len(ok)}/{len(stats)} = "
         f"{len(ok) / len(stats):.0%} |",
         f"| steps to success: mean / median / max | {steps_ok.mean():.1f} / {np.median(steps_ok):.0f} / "
         f"{steps_ok.max():.0f} |",
@@ -70,10 +71,10 @@ def report(stats: list[dict], wall_s: float, seeds: range, workers: int, max_ste
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--seeds", type=_parse_seeds, default=range(100000, 100050),
+    ap.add_argument("--seeds", type=_parse_seeds, default=TEST_SEEDS,
                     help="START:STOP (default 100000:100050, the test seeds)")
     flags.add_n_workers(ap, 2, "worker processes (default 2)")
-    ap.add_argument("--max-steps", type=int, default=300)
+    ap.add_argument("--max-steps", type=int, default=MAX_STEPS)
     ap.add_argument("--md", type=Path, default=None, help="append the markdown section to this file")
 
 

@@ -26,10 +26,9 @@ import sys
 import time
 from pathlib import Path
 
+from envs.pusht.protocol import MAX_STEPS, TEST_SEEDS
 from robodiff import flags
 from robodiff.cli import UserError
-
-TEST_SEEDS = range(100000, 100050)
 
 _worker_expert = None  # one expert per worker process (it holds a planning copy of the simulation)
 
@@ -57,7 +56,7 @@ def run_episodes(seeds, max_steps: int, workers: int):
 
 
 def collect_expert(out: Path | None, n_episodes: int, *, seed_start: int = 0, workers: int = 2,
-                   max_steps: int = 300, keep_failures: bool = False, overwrite: bool = False,
+                   max_steps: int = MAX_STEPS, keep_failures: bool = False, overwrite: bool = False,
                    progress: bool = True):
     """Write ``n_episodes`` expert episodes to ``out`` (None: in memory). Returns (ReplayBuffer, per-seed stats)."""
     from tqdm import tqdm
@@ -108,7 +107,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                                  "(default: until quit)")
     flags.add_start_seed(ap, 0, "first seed (default 0; 100000-100049 are test seeds)")
     flags.add_n_workers(ap, 2, "expert: worker processes (default 2; 0 = in-process)")
-    ap.add_argument("--max-steps", type=int, default=300, help="expert: step limit per episode (default 300)")
+    ap.add_argument("--max-steps", type=int, default=MAX_STEPS, help=f"expert: step limit per episode (default {MAX_STEPS})")
     ap.add_argument("--keep-failures", action="store_true", help="expert: also write episodes that did not succeed")
     flags.add_overwrite(ap, "expert: --output")
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from shapely.geometry import LineString, Point
 
+from envs.pusht.protocol import SUCCESS_THRESHOLD
 from envs.ur5e_pusht.model import GOAL_POSE_PX, PX, PUSHER_RADIUS, T_CENTROID_PX, table_to_px
 from envs.ur5e_pusht.sim import t_polygon_px
 
@@ -158,7 +159,7 @@ class ScriptedOperator:
     square), and plans from the pointer; the arm follows the pointer ~2 control steps later."""
 
     def __init__(self, twin, max_speed: float, control_dt: float = 0.1, tau: float = 0.25,
-                 success_coverage: float = 0.95, max_s: float = 90.0):
+                 success_coverage: float = SUCCESS_THRESHOLD, max_s: float = 90.0):
         from real_robot.teleop import TeleopState
 
         self._state_cls = TeleopState
