@@ -75,7 +75,8 @@ def test_scripted_teleop_moves_the_arm_and_records_an_episode(rig, recorded):
     assert ep["agent_pos"].shape == ep["action"].shape == (T, 2)
     assert ep["robot_eef_pose"].shape == ep["robot_joint"].shape == (T, 6)
     dts = np.diff(ep["timestamp"])
-    assert np.all(dts > 0)  # ordered
+    # ordered, and mostly fresh: on a loaded box the camera may miss a 10 Hz tick (same frame twice)
+    assert np.all(dts >= 0) and np.mean(dts > 0) > 0.9
     # the commanded square: +x, +y, -x, -y of 0.12*0.8*0.8 = 7.7 cm, and the arm followed it
     a = ep["action"] - ep["action"][0]
     side = 0.12 * SPEED * SIDE_S
