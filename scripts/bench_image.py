@@ -106,6 +106,8 @@ def cmd_measure(args) -> None:
                 guidance=0.0, classifier=noisy, classifier_scale=s)
     measure("pixel_fixed classifier s=3 + cfg w=1 ddim-20", "pixel_fixed", sampler="ddim", steps=20, guidance=1.0,
             classifier=noisy, classifier_scale=3.0)
+    for g in (1.0, 3.0):
+        measure(f"caption w={g} ddim-20", "caption", sampler="ddim", steps=20, guidance=g)
     for model in ("pixel_fixed", "pixel_learned"):
         row = f"{model} bits/dim"
         if row not in done:
