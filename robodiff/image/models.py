@@ -17,13 +17,13 @@ Config sections (plain dicts; missing keys take the defaults below)::
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from omegaconf import OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -58,21 +58,22 @@ DEFAULT_DIFFUSION = {
 NOISE_KEYS = ("num_train_timesteps", "beta_schedule", "prediction_type", "variance_type")
 
 
-def _merge(defaults: dict, given: dict | None) -> dict:
-    out = copy.deepcopy(defaults)
-    for k, v in (given or {}).items():
-        if k not in defaults:
-            raise ValueError(f"unknown key {k!r}; known: {sorted(defaults)}")
-        out[k] = _merge(defaults[k], v) if isinstance(defaults[k], dict) and isinstance(v, dict) else v
-    return out
+def _merge(defaults: dict, given: dict | None, where: str) -> dict:
+    """``given`` over ``defaults`` (omegaconf's deep merge); a key the defaults lack is a typo, not a no-op."""
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            raise ValueError(f"unknown config key '{where}.{key}'; valid keys: {', '.join(sorted(defaults))}")
+        if isinstance(value, dict) and isinstance(defaults[key], dict):
+            _merge(defaults[key], value, f"{where}.{key}")
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(given or {})))
 
 
 def resolve_config(cfg: dict) -> dict:
     """``cfg`` with the data/model/diffusion sections completed from the defaults (typos rejected)."""
     cfg = dict(cfg)
-    cfg["data"] = _merge(DEFAULT_DATA, cfg.get("data"))
-    cfg["model"] = _merge(DEFAULT_MODEL, cfg.get("model"))
-    cfg["diffusion"] = _merge(DEFAULT_DIFFUSION, cfg.get("diffusion"))
+    cfg["data"] = _merge(DEFAULT_DATA, cfg.get("data"), "data")
+    cfg["model"] = _merge(DEFAULT_MODEL, cfg.get("model"), "model")
+    cfg["diffusion"] = _merge(DEFAULT_DIFFUSION, cfg.get("diffusion"), "diffusion")
     return cfg
 
 
