@@ -34,6 +34,7 @@ from robodiff.image.data import DEFAULT_DATA, DIGITS
 
 NUM_CLASSES = len(DIGIT_WORDS)
 NULL_CLASS = NUM_CLASSES  # the "no label" class classifier-free guidance trains with p_uncond
+LATENT_RANGE_QUANTILE = 0.999  # latents are scaled so this share of their values lies in [-1, 1]
 
 DEFAULT_MODEL = {
     "kind": "diffusion",
@@ -229,8 +230,9 @@ class ImageDiffusion(nn.Module):
                             generator=generator, progress=progress)
 
     def sampler(self, name: str = "ddim", eta: float = 0.0, dynamic_threshold: float | None = None):
-        """A scheduler for sampling over this model's forward process (pixels are clipped to [-1, 1])."""
-        clip = self.vae is None and dynamic_threshold is None
+        """A scheduler for sampling over this model's forward process (x_0 clipped to [-1, 1], the range of
+        pixels and of the scaled latents, unless dynamic thresholding replaces the clipping)."""
+        clip = dynamic_threshold is None
         return make_scheduler(name, **self.noise, eta=eta, clip_sample=clip, dynamic_threshold=dynamic_threshold)
 
     @torch.no_grad()
@@ -364,8 +366,12 @@ class DigitClassifier(nn.Module):
 # ------------------------------------------------------------------------------------------- the builder
 def _load_vae(cfg: dict, dataset) -> tuple[AutoencoderKL, float]:
     """The latent model's frozen VAE: architecture from cfg; weights from its checkpoint when training
-    (dataset given), from this model's own state dict when loading. Latents are scaled to unit std, the
-    scale measured on the training images (Stable Diffusion's scaling_factor, computed instead of fixed)."""
+    (dataset given), from this model's own state dict when loading.
+
+    Latents are scaled so that LATENT_RANGE_QUANTILE of their values lie in [-1, 1], like pixels, so the same
+    x_0 clipping keeps every sampler stable. (Stable Diffusion scales to unit std and does not clip; with the
+    cosine schedule's near-zero terminal alpha, an unclipped eps model's first x_0 estimate explodes:
+    measured here, sampled latents reached std ~2000.)"""
     from robodiff.training.checkpoint import load_model
 
     lat = cfg["model"]["latent"]
@@ -377,8 +383,8 @@ def _load_vae(cfg: dict, dataset) -> tuple[AutoencoderKL, float]:
     vae.load_state_dict(trained.vae.state_dict())
     with torch.no_grad():
         images = dataset.__getitems__(range(min(len(dataset), 512)))["image"]
-        std = float(vae.encode(images).latent_dist.mode().std())
-    return vae, 1.0 / std
+        z = vae.encode(images).latent_dist.mode()
+    return vae, 1.0 / float(torch.quantile(z.abs().flatten(), LATENT_RANGE_QUANTILE))
 
 
 def build_image_model(cfg: dict, dataset=None) -> nn.Module:
