@@ -86,7 +86,7 @@ def cmd_measure(args) -> None:
         if row in done:
             return
         q = sample_quality(models[model], clf, real["image"], n=args.n, **gen)
-        _row(results, row=row, model=model, **{k: v for k, v in gen.items() if k != "classifier"}, **q)
+        _row(results, row=row, model=model, **{k: v for k, v in gen.items() if k != "guide"}, **q)
 
     w = 3.0
     # the sampler x steps grid (cheap first; DDPM-1000 last)
@@ -103,9 +103,13 @@ def cmd_measure(args) -> None:
             dynamic_threshold=0.995)
     for s in (1.0, 3.0, 10.0):
         measure(f"pixel_fixed classifier s={s} (unconditional) ddim-20", "pixel_fixed", sampler="ddim", steps=20,
-                guidance=0.0, classifier=noisy, classifier_scale=s)
+                guidance=0.0, guide=noisy, classifier_scale=s)
     measure("pixel_fixed classifier s=3 + cfg w=1 ddim-20", "pixel_fixed", sampler="ddim", steps=20, guidance=1.0,
-            classifier=noisy, classifier_scale=3.0)
+            guide=noisy, classifier_scale=3.0)
+    for steps in (20, 100):  # stochastic DDIM (eta = 1) beside the deterministic rows above
+        measure(f"pixel_fixed ddim-{steps} eta=1 w={w}", "pixel_fixed", sampler="ddim", steps=steps, guidance=w, eta=1.0)
+    for g in (1.0, 3.0):
+        measure(f"caption w={g} ddim-20", "caption", sampler="ddim", steps=20, guidance=g)
     for model in ("pixel_fixed", "pixel_learned"):
         row = f"{model} bits/dim"
         if row not in done:

@@ -38,6 +38,9 @@ def save_png(images: torch.Tensor, path: Path, nrow: int) -> Path:
     os.close(fd)
     try:
         save_image((images.float() + 1) / 2, tmp, nrow=nrow, padding=1, pad_value=1.0)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the PNG should be readable like any output
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

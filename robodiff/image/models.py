@@ -17,13 +17,13 @@ Config sections (plain dicts; missing keys take the defaults below)::
 
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from diffusers import AutoencoderKL, UNet2DConditionModel, UNet2DModel
 from diffusers.models.embeddings import TimestepEmbedding, Timesteps
+from omegaconf import OmegaConf
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -34,6 +34,7 @@ from robodiff.image.data import DEFAULT_DATA, DIGITS
 
 NUM_CLASSES = len(DIGIT_WORDS)
 NULL_CLASS = NUM_CLASSES  # the "no label" class classifier-free guidance trains with p_uncond
+LATENT_RANGE_QUANTILE = 0.999  # latents are scaled so this share of their values lies in [-1, 1]
 
 DEFAULT_MODEL = {
     "kind": "diffusion",
@@ -58,21 +59,22 @@ DEFAULT_DIFFUSION = {
 NOISE_KEYS = ("num_train_timesteps", "beta_schedule", "prediction_type", "variance_type")
 
 
-def _merge(defaults: dict, given: dict | None) -> dict:
-    out = copy.deepcopy(defaults)
-    for k, v in (given or {}).items():
-        if k not in defaults:
-            raise ValueError(f"unknown key {k!r}; known: {sorted(defaults)}")
-        out[k] = _merge(defaults[k], v) if isinstance(defaults[k], dict) and isinstance(v, dict) else v
-    return out
+def _merge(defaults: dict, given: dict | None, where: str) -> dict:
+    """``given`` over ``defaults`` (omegaconf's deep merge); a key the defaults lack is a typo, not a no-op."""
+    for key, value in (given or {}).items():
+        if key not in defaults:
+            raise ValueError(f"unknown config key '{where}.{key}'; valid keys: {', '.join(sorted(defaults))}")
+        if isinstance(value, dict) and isinstance(defaults[key], dict):
+            _merge(defaults[key], value, f"{where}.{key}")
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(given or {})))
 
 
 def resolve_config(cfg: dict) -> dict:
     """``cfg`` with the data/model/diffusion sections completed from the defaults (typos rejected)."""
     cfg = dict(cfg)
-    cfg["data"] = _merge(DEFAULT_DATA, cfg.get("data"))
-    cfg["model"] = _merge(DEFAULT_MODEL, cfg.get("model"))
-    cfg["diffusion"] = _merge(DEFAULT_DIFFUSION, cfg.get("diffusion"))
+    cfg["data"] = _merge(DEFAULT_DATA, cfg.get("data"), "data")
+    cfg["model"] = _merge(DEFAULT_MODEL, cfg.get("model"), "model")
+    cfg["diffusion"] = _merge(DEFAULT_DIFFUSION, cfg.get("diffusion"), "diffusion")
     return cfg
 
 
@@ -228,8 +230,9 @@ class ImageDiffusion(nn.Module):
                             generator=generator, progress=progress)
 
     def sampler(self, name: str = "ddim", eta: float = 0.0, dynamic_threshold: float | None = None):
-        """A scheduler for sampling over this model's forward process (pixels are clipped to [-1, 1])."""
-        clip = self.vae is None and dynamic_threshold is None
+        """A scheduler for sampling over this model's forward process (x_0 clipped to [-1, 1], the range of
+        pixels and of the scaled latents, unless dynamic thresholding replaces the clipping)."""
+        clip = dynamic_threshold is None
         return make_scheduler(name, **self.noise, eta=eta, clip_sample=clip, dynamic_threshold=dynamic_threshold)
 
     @torch.no_grad()
@@ -363,8 +366,12 @@ class DigitClassifier(nn.Module):
 # ------------------------------------------------------------------------------------------- the builder
 def _load_vae(cfg: dict, dataset) -> tuple[AutoencoderKL, float]:
     """The latent model's frozen VAE: architecture from cfg; weights from its checkpoint when training
-    (dataset given), from this model's own state dict when loading. Latents are scaled to unit std, the
-    scale measured on the training images (Stable Diffusion's scaling_factor, computed instead of fixed)."""
+    (dataset given), from this model's own state dict when loading.
+
+    Latents are scaled so that LATENT_RANGE_QUANTILE of their values lie in [-1, 1], like pixels, so the same
+    x_0 clipping keeps every sampler stable. (Stable Diffusion scales to unit std and does not clip; with the
+    cosine schedule's near-zero terminal alpha, an unclipped eps model's first x_0 estimate explodes:
+    measured here, sampled latents reached std ~2000.)"""
     from robodiff.training.checkpoint import load_model
 
     lat = cfg["model"]["latent"]
@@ -376,8 +383,8 @@ def _load_vae(cfg: dict, dataset) -> tuple[AutoencoderKL, float]:
     vae.load_state_dict(trained.vae.state_dict())
     with torch.no_grad():
         images = dataset.__getitems__(range(min(len(dataset), 512)))["image"]
-        std = float(vae.encode(images).latent_dist.mode().std())
-    return vae, 1.0 / std
+        z = vae.encode(images).latent_dist.mode()
+    return vae, 1.0 / float(torch.quantile(z.abs().flatten(), LATENT_RANGE_QUANTILE))
 
 
 def build_image_model(cfg: dict, dataset=None) -> nn.Module:

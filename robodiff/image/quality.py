@@ -10,6 +10,7 @@ import numpy as np
 import scipy.linalg
 import torch
 
+from robodiff.image.captions import digit_caption
 from robodiff.image.models import NUM_CLASSES, DigitClassifier, ImageDiffusion
 
 
@@ -35,18 +36,24 @@ def classify(classifier: DigitClassifier, images: torch.Tensor, batch: int = 256
 
 def sample_quality(model: ImageDiffusion, classifier: DigitClassifier, real: torch.Tensor, *, n: int = 200,
                    seed: int = 0, batch: int = 100, **generate) -> dict[str, float]:
-    """Draw ``n`` class-conditional samples (labels cycling 0..9) with ``model.generate(**generate)``; their
-    classifier accuracy, Frechet distance to ``real`` (held-out images), and seconds per 64 samples."""
+    """Draw ``n`` samples of labels cycling 0..9 (for a caption model: "a handwritten <digit>") with
+    ``model.generate(**generate)`` (``guide``: a noisy classifier, for classifier guidance to each label);
+    their classifier accuracy against the label asked for, Frechet distance to ``real`` (held-out images),
+    and seconds per 64 samples."""
     labels = torch.arange(n) % NUM_CLASSES
     gen = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     images = []
     for chunk in labels.split(batch):
         kw = dict(generate)
-        if "classifier_scale" in kw and kw["classifier_scale"]:
-            kw["classifier_grad"] = kw.pop("classifier").guidance(chunk)
-        kw.pop("classifier", None)
-        images.append(model.generate(len(chunk), labels=chunk, generator=gen, **kw))
+        guide = kw.pop("guide", None)  # a noisy classifier: classifier guidance towards each sample's label
+        if guide is not None:
+            kw["classifier_grad"] = guide.guidance(chunk)
+        if model.conditioning == "caption":
+            kw["captions"] = [digit_caption(y) for y in chunk]
+        else:
+            kw["labels"] = chunk
+        images.append(model.generate(len(chunk), generator=gen, **kw))
     seconds = time.perf_counter() - t0
     images = torch.cat(images)
     pred, feats = classify(classifier, images)

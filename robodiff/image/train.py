@@ -9,9 +9,8 @@ both to ``robodiff.training.train`` with ``build_image_model``; there is no loop
 
 from __future__ import annotations
 
-import copy
-
 import torch
+from omegaconf import OmegaConf
 
 from robodiff.image.data import ImageDataset, make_image_dataset
 from robodiff.image.models import DigitClassifier, ImageDiffusion, ImageVAE, build_image_model, resolve_config
@@ -25,10 +24,7 @@ IMAGE_TRAINING = {"batch_size": 128, "lr": 5.0e-4, "lr_scheduler": "constant_wit
 
 
 def _deep_update(base: dict, given: dict) -> dict:
-    out = copy.deepcopy(base)
-    for k, v in given.items():
-        out[k] = _deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
+    return OmegaConf.to_container(OmegaConf.merge(OmegaConf.create(base), OmegaConf.create(given)))
 
 
 def image_config(cfg: dict) -> dict:
