@@ -17,4 +17,16 @@ def make_policy(policy_cfg: Mapping[str, Any] | PolicyConfig | None, shape_meta:
     return DiffusionPolicy(PolicyConfig.from_dict(policy_cfg), shape_meta)
 
 
-__all__ = ["DiffusionPolicy", "PolicyConfig", "PolicyConfigError", "PolicyInputError", "make_policy"]
+def build_policy(cfg: Mapping[str, Any], dataset=None) -> DiffusionPolicy:
+    """The training loop's model builder for a run config (``cfg["policy"]`` x ``cfg["task"]["shape_meta"]``).
+
+    With a dataset (training) the normalizer is fit to it; without one (loading a checkpoint) the normalizer
+    comes with the weights.
+    """
+    policy = make_policy(cfg["policy"], cfg["task"]["shape_meta"])
+    if dataset is not None:
+        policy.set_normalizer(dataset.get_normalizer())
+    return policy
+
+
+__all__ = ["DiffusionPolicy", "PolicyConfig", "PolicyConfigError", "PolicyInputError", "build_policy", "make_policy"]

@@ -24,22 +24,11 @@ if str(REPO) not in sys.path:
 
 
 def load_policy(checkpoint, device: str = "cpu", use_ema: bool = True):
-    """(policy, checkpoint dict) rebuilt through policies.make_policy from the checkpoint's own config."""
-    import torch
-
+    """(policy, checkpoint dict) rebuilt through policies.build_policy from the checkpoint's own config."""
     import policies
-    from robodiff.training.checkpoint import CheckpointError, load_checkpoint, load_module_state
+    from robodiff.training.checkpoint import load_model
 
-    ckpt = load_checkpoint(checkpoint)
-    cfg = ckpt["config"]
-    try:
-        policy = policies.make_policy(cfg["policy"], cfg["task"]["shape_meta"])
-    except (KeyError, ValueError) as exc:
-        raise CheckpointError(f"{checkpoint}: its stored policy config does not build with this robodiff "
-                              f"version ({exc})") from exc
-    state = ckpt.get("ema_model") if use_ema and ckpt.get("ema_model") is not None else ckpt["model"]
-    load_module_state(policy, state, checkpoint, "EMA model" if state is ckpt.get("ema_model") else "model")
-    return policy.to(torch.device(device)).eval(), ckpt
+    return load_model(checkpoint, policies.build_policy, ema=use_ema, map_location=device)
 
 
 def evaluate(checkpoint, output, n_seeds=None, start_seed=None, sampler=None, steps=None, device="cpu",

@@ -7,7 +7,7 @@
 
 Groups: task (scripts/config/task/*.yaml), policy (scripts/config/policy/*.yaml); every other key is in
 scripts/config/train.yaml. This script is the composition root: it hands robodiff's training loop the policy
-builder (policies.make_policy) and a closed-loop env runner (envs.pusht.PushTRunner), which robodiff itself
+builder (policies.build_policy), the task's dataset and a closed-loop env runner (envs.pusht.PushTRunner), which robodiff itself
 never imports.
 """
 
@@ -64,6 +64,7 @@ class RolloutCallback:
 def run(overrides) -> "object":
     """Compose the config from ``overrides`` and train; returns robodiff.training.TrainResult."""
     import policies
+    from robodiff.data.task_dataset import dataset_from_config
     from robodiff.training.config import compose_config
     from robodiff.training.trainer import train
 
@@ -75,7 +76,7 @@ def run(overrides) -> "object":
     tc = cfg["training"]
     rollout = RolloutCallback(cfg) if tc.get("rollout_every") or tc.get("rollout_every_minutes") else None
     try:
-        return train(cfg, policies.make_policy, rollout)
+        return train(cfg, policies.build_policy, dataset_from_config(cfg), rollout)
     finally:
         if rollout is not None:
             rollout.close()

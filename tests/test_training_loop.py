@@ -131,16 +131,17 @@ def test_cli_bad_input_messages(tmp_path, data, capsys):
 
 def test_ema_tracks_policy_in_place(tmp_path, data):
     import policies
+    from robodiff.data.task_dataset import dataset_from_config
     from robodiff.training.trainer import Trainer
 
-    trainer = Trainer(compose_config(CONFIG_DIR, tiny_overrides(tmp_path / "ema", data, **{"training.max_steps": 3})),
-                      policies.make_policy)
-    start = {k: v.clone() for k, v in trainer.policy.state_dict().items()}
-    # diffusers' shadow copy is the EMA policy's own storage: no copy_to() needed before a rollout
-    assert all(s.data_ptr() == p.data_ptr() for s, p in zip(trainer.ema.shadow_params, trainer.ema_policy.parameters()))
+    cfg = compose_config(CONFIG_DIR, tiny_overrides(tmp_path / "ema", data, **{"training.max_steps": 3}))
+    trainer = Trainer(cfg, policies.build_policy, dataset_from_config(cfg))
+    start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    # diffusers' shadow copy is the EMA model's own storage: no copy_to() needed before a rollout
+    assert all(s.data_ptr() == p.data_ptr() for s, p in zip(trainer.ema.shadow_params, trainer.ema_model.parameters()))
     trainer.run()
     name = next(k for k in start if k.startswith("denoiser") and start[k].dtype == torch.float32)
-    live, ema = trainer.policy.state_dict()[name], trainer.ema_policy.state_dict()[name]
+    live, ema = trainer.model.state_dict()[name], trainer.ema_model.state_dict()[name]
     assert not torch.equal(ema, start[name]) and not torch.equal(ema, live)
     # decay after 3 steps is 1 - 3 ** -0.75 = 0.56: the EMA sits between the start and the live weights
     assert (ema - live).norm() < (start[name] - live).norm()
@@ -171,12 +172,14 @@ DDP_RUN = {"training.max_steps": 12, "training.batch_size": 64, "training.lr": "
 def _ddp_worker(out, data):
     """One torchrun rank: train, then dump the parameters this rank holds."""
     import policies
+    from robodiff.data.task_dataset import dataset_from_config
     from robodiff.training.trainer import Trainer
 
-    trainer = Trainer(compose_config(CONFIG_DIR, tiny_overrides(out, data, **DDP_RUN)), policies.make_policy)
+    cfg = compose_config(CONFIG_DIR, tiny_overrides(out, data, **DDP_RUN))
+    trainer = Trainer(cfg, policies.build_policy, dataset_from_config(cfg))
     assert trainer.dist.world_size == 2 and trainer.local_bs == 32
     trainer.run()
-    torch.save(trainer.policy.state_dict(), Path(out).parent / f"ddp_rank{trainer.dist.rank}.pt")
+    torch.save(trainer.model.state_dict(), Path(out).parent / f"ddp_rank{trainer.dist.rank}.pt")
 
 
 @pytest.mark.slow

@@ -200,9 +200,9 @@ def collate_batched(batch):
     return batch
 
 
-def make_loader(dataset: SequenceDataset, batch_size: int, shuffle: bool = True, sampler=None,
+def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: bool = True, sampler=None,
                 num_workers: int = 0, drop_last: bool = False, seed: int = 0) -> torch.utils.data.DataLoader:
-    """DataLoader that fetches whole batches through ``dataset.__getitems__`` (vectorised).
+    """DataLoader for any map-style dataset; one with ``__getitems__`` is fetched whole batches at a time.
 
     It always gets its own generator: a DataLoader otherwise draws its worker base seed from the global torch
     RNG each time it is iterated, which would shift the training noise of a resumed run.
@@ -214,7 +214,7 @@ def make_loader(dataset: SequenceDataset, batch_size: int, shuffle: bool = True,
         sampler=sampler,
         num_workers=num_workers,
         drop_last=drop_last,
-        collate_fn=collate_batched,
+        collate_fn=collate_batched if hasattr(dataset, "__getitems__") else None,  # None: torch's default_collate
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
     )

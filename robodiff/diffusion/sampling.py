@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any, Callable
 
 import torch
-from diffusers.utils.torch_utils import randn_tensor
 
 from robodiff.diffusion.schedulers import NoiseScheduler
 
@@ -30,7 +29,7 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
            generator: torch.Generator | None = None, *, given: torch.Tensor | None = None,
            given_mask: torch.Tensor | None = None, guidance_scale: float = 1.0, uncond: Cond = None,
            device: torch.device | str | None = None, dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Draw samples of ``shape`` by running ``scheduler`` for ``steps`` steps from pure noise.
+    """Draw samples of ``shape`` by running ``scheduler`` for ``steps`` steps from its prior (pure noise).
 
     Inpainting: where ``given_mask`` is True, the sample holds ``given`` before every denoiser call and in
     the result, exactly (the denoiser sees the clean values, as :func:`diffusion_loss` trains it to).
@@ -44,8 +43,7 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
         raise ValueError("classifier-free guidance (guidance_scale != 1) needs the unconditional `uncond`")
     if device is None:
         device = generator.device if generator is not None else "cpu"
-    # diffusers' randn_tensor also accepts a CPU generator for a CUDA sample (same noise on every device)
-    x = randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype)
+    x = scheduler.prior(shape, generator=generator, device=device, dtype=dtype)
     if given is not None:
         given_mask = given_mask.to(device).expand(shape)
         given = given.to(device, dtype)

@@ -42,6 +42,15 @@ class NoiseScheduler(abc.ABC):
     prediction_type: str
     alphas_cumprod: torch.Tensor
 
+    def prior(self, shape: tuple[int, ...], generator: torch.Generator | None = None,
+              device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """Where sampling starts: pure Gaussian noise here (the masked process starts from all-mask tokens).
+
+        diffusers' ``randn_tensor`` accepts a CPU generator for a CUDA sample, so the same seed gives the same
+        noise on every device.
+        """
+        return randn_tensor(shape, generator=generator, device=torch.device(device), dtype=dtype)
+
     @abc.abstractmethod
     def set_timesteps(self, num_inference_steps: int, device: torch.device | str | None = None) -> torch.Tensor:
         """Start a new sampling run; returns the strictly decreasing int64 timesteps to visit.
