@@ -20,7 +20,7 @@ from importlib.metadata import entry_points
 
 from robodiff.data.replay_buffer import ReplayBufferError
 
-CORE_COMMANDS = ("robodiff.data.cli",)
+CORE_COMMANDS = ("robodiff.data.cli", "robodiff.text.cli")
 ENTRY_POINT_GROUP = "robodiff.commands"
 
 

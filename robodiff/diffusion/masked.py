@@ -182,8 +182,8 @@ class MaskedDiffusion:
         left = (masked & in_block).sum(1)                   # (B,)
         k = torch.div(left + (per_block - j) - 1, per_block - j, rounding_mode="floor")
 
-        logits = model_output.to(torch.float64)
-        logits[..., self.mask_token_id] = -torch.inf         # never predict the mask (MDLM's SUBS)
+        logits = model_output.to(torch.float64).index_fill(  # never predict the mask (MDLM's SUBS)
+            -1, torch.tensor([self.mask_token_id], device=model_output.device), -torch.inf)
         if self.temperature > 0:                            # Gumbel-max: argmax(l / T + G) ~ softmax(l / T)
             u = _rand(logits.shape, generator, logits.device, torch.float64).clamp_min(1e-300)
             pred = (logits - self.temperature * torch.log(-torch.log(u))).argmax(-1)
