@@ -23,7 +23,7 @@ import importlib
 import sys
 from importlib.metadata import entry_points
 
-CORE_COMMANDS = ("robodiff.data.cli", "robodiff.image.cli")
+CORE_COMMANDS = ("robodiff.data.cli", "robodiff.image.cli", "robodiff.text.cli")
 ENTRY_POINT_GROUP = "robodiff.commands"
 
 

@@ -7,6 +7,12 @@
 """
 
 from robodiff.diffusion.losses import HYBRID_VLB_WEIGHT, bits_per_dim, diffusion_loss
+from robodiff.diffusion.masked import (
+    GenerationSettingsError,
+    MaskedDiffusion,
+    ReverseProcess,
+    masked_diffusion_loss,
+)
 from robodiff.diffusion.sampling import sample
 from robodiff.diffusion.schedulers import (
     SCHEDULER_NAMES,
@@ -20,12 +26,16 @@ from robodiff.diffusion.schedulers import (
 __all__ = [
     "SCHEDULER_NAMES",
     "DiffusersScheduler",
+    "GenerationSettingsError",
+    "MaskedDiffusion",
     "NoiseScheduler",
+    "ReverseProcess",
     "SpacedDDIMScheduler",
     "HYBRID_VLB_WEIGHT",
     "bits_per_dim",
     "diffusion_loss",
     "make_scheduler",
+    "masked_diffusion_loss",
     "sample",
     "split_prediction",
 ]
