@@ -105,7 +105,9 @@ def main(argv=None) -> int:
     ap.add_argument("--output", required=True, help="folder for metrics.json and videos/")
     ap.add_argument("--n-seeds", type=int, default=None, help="number of test seeds (default: the task's, 50)")
     ap.add_argument("--start-seed", type=int, default=None, help="first seed (default: the task's, 100000)")
-    ap.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"), default=None,
+    from robodiff.diffusion import SCHEDULER_NAMES
+
+    ap.add_argument("--sampler", choices=SCHEDULER_NAMES, default=None,
                     help="default: the policy's configured sampler")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: configured, or 10 for a "
                                                             "different --sampler)")

@@ -13,6 +13,7 @@ from robodiff.diffusion.schedulers import (
     DiffusersScheduler,
     NoiseScheduler,
     SpacedDDIMScheduler,
+    consistency_grid,
     make_scheduler,
     split_prediction,
 )
@@ -22,6 +23,7 @@ __all__ = [
     "DiffusersScheduler",
     "NoiseScheduler",
     "SpacedDDIMScheduler",
+    "consistency_grid",
     "diffusion_loss",
     "make_scheduler",
     "sample",
