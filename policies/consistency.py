@@ -98,15 +98,3 @@ class ConsistencyPolicy(DiffusionPolicy):
             target = self.consistency_fn(x_e, t_e, cond)
         return torch.nn.functional.mse_loss(self.consistency_fn(x_s, t_s, cond), target)
 
-
-def load_teacher(path, device: str = "cpu") -> DiffusionPolicy:
-    """The EMA policy of a robodiff checkpoint, rebuilt from its stored config (the distillation's teacher)."""
-    from policies import make_policy
-    from robodiff.training.checkpoint import load_checkpoint, load_module_state
-
-    ckpt = load_checkpoint(path, map_location=device)
-    cfg = ckpt["config"]
-    policy = make_policy(cfg["policy"], cfg["task"]["shape_meta"])
-    state = ckpt.get("ema_model") or ckpt["model"]
-    load_module_state(policy, state, path, "teacher weights")
-    return policy.to(device).eval()

@@ -5,7 +5,7 @@
     python scripts/demo.py --data PATH/pusht_cchi_v7_replay.zarr   # train on the reference human demos instead
     python scripts/demo.py --steps 3000 --n-seeds 20               # quicker, rougher
 
-1. Demonstrations: the scripted PushT expert (scripts/collect_pusht.py --expert) writes data/pusht_expert.zarr
+1. Demonstrations: the scripted PushT expert (robodiff collect pusht --expert) writes data/pusht_expert.zarr
    once; later runs reuse it. With --data, that replay buffer is used instead.
 2. Training: a small UNet policy (policy=unet_small) for a fixed number of optimizer steps (--steps, default
    10,000), so the trained policy, and hence the score, is the same on a fast or a slow machine; only the wall
@@ -27,9 +27,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
 
 EXPERT_DATA = REPO / "data" / "pusht_expert.zarr"
 DEFAULT_STEPS = 10_000  # the 12-minute run of BENCHMARKS.md reached 9,653 steps (0.849) on a 13-steps/s machine
@@ -71,7 +68,7 @@ def collect(path: Path, n_episodes: int) -> None:
     print(f"[demo] collecting {n_episodes} scripted-expert episodes -> {path}")
     t0 = time.monotonic()
     cmd = [sys.executable, str(REPO / "scripts" / "collect_pusht.py"), "--expert", "--episodes", str(n_episodes),
-           "--out", str(path)]
+           "--output", str(path)]
     subprocess.run(cmd, check=True, cwd=REPO)
     print(f"[demo] collected in {time.monotonic() - t0:.0f} s")
 
@@ -85,9 +82,9 @@ def estimate_eval_s(checkpoint: Path, n_envs: int, n_chunks: int) -> float:
     episode of max_steps needs (simulation is a few seconds on top, parallel to nothing: counted once)."""
     import torch
 
-    from eval import load_policy
+    from policies.loading import load_policy
 
-    policy, ckpt = load_policy(checkpoint)
+    policy, ckpt = load_policy(checkpoint, device="cpu")
     shape_meta = ckpt["config"]["task"]["shape_meta"]["obs"]
     obs = {k: torch.zeros(n_envs, policy.n_obs_steps, *v["shape"]) for k, v in shape_meta.items()}
     policy.set_sampler("ddim", 10)
@@ -100,7 +97,7 @@ def estimate_eval_s(checkpoint: Path, n_envs: int, n_chunks: int) -> float:
 def train_budget(overrides: dict, extra: list, steps: int, rollout_minutes: float, n_seeds: int):
     """Train ``steps`` optimizer steps: first PROBE_STEPS of them timed, then the same run resumed to the end.
     Prints the measured rate and the estimate before the long part starts."""
-    import train as train_script
+    from policies.train import train_policy
     from robodiff.training.loggers import read_jsonl
 
     probe = min(PROBE_STEPS, steps)
@@ -109,7 +106,7 @@ def train_budget(overrides: dict, extra: list, steps: int, rollout_minutes: floa
     first = {**overrides, "training.max_steps": probe, "training.rollout_every_minutes": "null",
              "training.progress": "false"}
     print(f"[demo] timing the first {probe} of {steps} training steps ...")
-    result = train_script.run([f"{k}={v}" for k, v in first.items()] + extra)
+    result = train_policy([f"{k}={v}" for k, v in first.items()] + extra)
     rows = [r for r in read_jsonl(result.output_dir / "logs.jsonl") if "elapsed_s" in r]
     warm = min(10, len(rows) - 2)
     s_per_step = (rows[-1]["elapsed_s"] - rows[warm]["elapsed_s"]) / max(1, rows[-1]["step"] - rows[warm]["step"])
@@ -125,7 +122,7 @@ def train_budget(overrides: dict, extra: list, steps: int, rollout_minutes: floa
     if result.step >= steps:
         return result
     rest = {**overrides, "training.max_steps": steps, "training.resume": "true", "training.overwrite": "false"}
-    return train_script.run([f"{k}={v}" for k, v in rest.items()] + extra)
+    return train_policy([f"{k}={v}" for k, v in rest.items()] + extra)
 
 
 def published_hint() -> None:
@@ -158,7 +155,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from eval import evaluate, summary_table
+    from policies.evaluate import evaluate, summary_table
     from robodiff.training.loggers import plot_curves
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -185,7 +182,9 @@ def main(argv=None) -> int:
     print(f"[demo] trained {result.step} steps ({result.epoch} epochs) in {train_wall / 60:.1f} min")
 
     print(f"[demo] evaluating on {args.n_seeds} seeds (DDIM-10)")
-    metrics = evaluate(result.latest_checkpoint, out, n_seeds=args.n_seeds, sampler="ddim", steps=10, n_videos=1)
+    # outputs/demo is the demo's own folder: each run replaces the previous run's results (as training.overwrite)
+    metrics = evaluate(result.latest_checkpoint, out, n_seeds=args.n_seeds, sampler="ddim", steps=10, n_videos=1,
+                       overwrite=True)
     videos = metrics["videos"]
     if videos:
         shutil.copyfile(videos[0], out / "rollout.mp4")

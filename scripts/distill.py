@@ -1,85 +1,11 @@
 #!/usr/bin/env python
-"""Distill a trained diffusion policy into a 1-3 step consistency policy (policies/consistency.py).
+"""Distill a trained diffusion policy into a 1-3 step consistency policy: python scripts/distill.py TEACHER.ckpt [key=value ...]
 
-    python scripts/distill.py TEACHER.ckpt output_dir=outputs/distill [key=value ...] [--steps 1]
-    python scripts/eval.py outputs/distill/checkpoints/latest.ckpt --output outputs/eval_student   # 1 step
-    python scripts/eval.py outputs/distill/checkpoints/latest.ckpt --output DIR --sampler lcm --steps 3
+The same command as `robodiff distill` (the packages must be installed: `pip install -e .` or `pip install .`)."""
 
-The run config is the teacher's own (task, data, split, window sizes) with its policy section replaced by
-the student's (same network, x0 prediction, sampler lcm) and the training block below; key=value overrides
-(OmegaConf dot-list) come last. Training is the one training loop (robodiff.training), with EMA, resumable
-checkpoints and closed-loop rollouts of the student on the task's test seeds.
-"""
-
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
-
-# The student starts from the teacher's weights but its output now means x0, so the last layers re-learn:
-# the teacher recipe's constant 1e-3 after a short warmup, batch 64; rollouts every 5 minutes.
-DISTILL_TRAINING = {
-    "batch_size": 64, "lr": 1e-3, "lr_scheduler": "constant_with_warmup", "lr_warmup_steps": 100,
-    "num_epochs": 1000000, "max_steps": 2000, "max_minutes": None, "rollout_every": None,
-    "rollout_every_minutes": 5, "rollout_at_end": True, "resume": False, "overwrite": False,
-    "checkpoint": {"every": 1, "every_steps": 200, "top_k": 3, "monitor": "test/mean_score"},
-}
-
-
-def distill_config(teacher_ckpt: str, steps: int, overrides) -> tuple[dict, object]:
-    """(run config, student policy) for distilling ``teacher_ckpt``."""
-    from omegaconf import OmegaConf
-
-    from policies.consistency import ConsistencyPolicy, load_teacher
-    from robodiff.training.checkpoint import load_checkpoint
-
-    cfg = load_checkpoint(teacher_ckpt)["config"]
-    student = ConsistencyPolicy(load_teacher(teacher_ckpt), steps=steps)
-    training = OmegaConf.merge(cfg["training"], DISTILL_TRAINING)
-    cfg = dict(cfg, policy=student.config, policy_name=f"{cfg.get('policy_name', 'policy')}_consistency",
-               training=OmegaConf.to_container(training), distill={"teacher": str(teacher_ckpt), "steps": steps},
-               name=f"{cfg['task']['name']}-consistency", output_dir=f"outputs/{cfg['task']['name']}-consistency")
-    cfg = OmegaConf.to_container(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))), resolve=True)
-    return cfg, student
-
-
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[1],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("teacher", help="checkpoint of the trained policy")
-    ap.add_argument("--steps", type=int, default=1, help="consistency steps the student samples with (default 1)")
-    ap.add_argument("overrides", nargs="*", help="key=value, e.g. output_dir=outputs/distill training.max_steps=500")
-    args = ap.parse_args(argv)
-
-    import torch
-
-    from robodiff.training.checkpoint import CheckpointError
-    from robodiff.training.trainer import train
-    from train import RolloutCallback
-
-    try:
-        cfg, student = distill_config(args.teacher, args.steps, args.overrides)
-    except (CheckpointError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    if cfg["training"].get("num_threads"):
-        torch.set_num_threads(int(cfg["training"]["num_threads"]))
-    tc = cfg["training"]
-    rollout = RolloutCallback(cfg) if tc.get("rollout_every") or tc.get("rollout_every_minutes") else None
-    try:
-        result = train(cfg, lambda policy_cfg, shape_meta: student, rollout)
-    finally:
-        if rollout is not None:
-            rollout.close()
-    print(f"done: {result.step} steps -> {result.latest_checkpoint}")
-    return 0
-
+from robodiff.cli import script_main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(script_main("policies.distill"))

@@ -29,7 +29,7 @@ def _buffer(path):
 
 def test_step_budget_trains_exactly_the_budget_and_matches_one_uninterrupted_run(tmp_path, monkeypatch, capsys):
     import demo
-    import train as train_script
+    from policies.train import train_policy
     from robodiff.training.checkpoint import load_checkpoint
 
     monkeypatch.setattr(demo, "PROBE_STEPS", 4)
@@ -43,7 +43,7 @@ def test_step_budget_trains_exactly_the_budget_and_matches_one_uninterrupted_run
     assert "ms per training step" in capsys.readouterr().out  # the estimate is printed before the long part
 
     # the default cosine schedule: its length must be the budget, not the probe
-    straight = train_script.run([f"{k}={v}" for k, v in {**base, "output_dir": str(tmp_path / "one"),
+    straight = train_policy([f"{k}={v}" for k, v in {**base, "output_dir": str(tmp_path / "one"),
                                                           "training.max_steps": 9}.items()])
     a = load_checkpoint(result.latest_checkpoint)["ema_model"]
     b = load_checkpoint(straight.latest_checkpoint)["ema_model"]

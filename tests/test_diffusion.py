@@ -123,8 +123,10 @@ def test_ddim_steps_to_the_next_listed_timestep(steps):
     assert _implied_noise_drift(make_scheduler("ddim", eta=0.0), steps) < 1e-3
 
 
-class _Stock:
-    """diffusers' own DDIMScheduler with trailing spacing, behind the same calls (to show the test bites)."""
+class _Stock(NoiseScheduler):
+    """diffusers' own DDIMScheduler with trailing spacing, behind the same contract (to show the test bites)."""
+
+    num_train_timesteps, prediction_type = T, "epsilon"
 
     def __init__(self):
         self.impl = DDIMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=False,
@@ -137,6 +139,9 @@ class _Stock:
 
     def step(self, out, t, x, generator=None):
         return self.impl.step(out, t, x).prev_sample
+
+    def add_noise(self, x0, noise, t):
+        return self.impl.add_noise(x0, noise, t)
 
     def training_target(self, x0, noise, t):
         return noise

@@ -39,7 +39,7 @@ import shapely
 
 from envs.pusht.env import PushTEnv
 from envs.pusht.geometry import CENTER_OF_GRAVITY_LOCAL, GOAL_POSE, T_OUTLINE_LOCAL, coverage, to_world
-from envs.pusht.render import AGENT_RADIUS
+from envs.pusht.arena import AGENT_RADIUS
 
 # Agent centres the planner may use: inside the walls (inner faces at 7 and 504) by the agent radius + 3 px.
 ARENA_LOW, ARENA_HIGH = 25.0, 486.0

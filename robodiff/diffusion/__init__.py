@@ -6,7 +6,7 @@
     x = sample(denoiser, x0.shape, cond, sched, steps=10)     # inference
 """
 
-from robodiff.diffusion.losses import diffusion_loss
+from robodiff.diffusion.losses import HYBRID_VLB_WEIGHT, bits_per_dim, diffusion_loss
 from robodiff.diffusion.sampling import sample
 from robodiff.diffusion.schedulers import (
     SCHEDULER_NAMES,
@@ -23,6 +23,8 @@ __all__ = [
     "DiffusersScheduler",
     "NoiseScheduler",
     "SpacedDDIMScheduler",
+    "HYBRID_VLB_WEIGHT",
+    "bits_per_dim",
     "consistency_grid",
     "diffusion_loss",
     "make_scheduler",

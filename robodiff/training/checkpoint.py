@@ -132,3 +132,21 @@ def load_module_state(module: torch.nn.Module, state: dict, path: str | os.PathL
             f"({' '.join(first[:3])[:400]}); the checkpoint was written by an incompatible robodiff version"
         ) from exc
 
+
+
+def load_model(path: str | os.PathLike, build_model, ema: bool = True,
+               map_location: str | torch.device = "cpu") -> tuple[torch.nn.Module, dict]:
+    """(model in eval mode, checkpoint dict) rebuilt as ``build_model(config, None)`` from the checkpoint alone.
+
+    The builder is the one the run was trained with (called without a dataset: everything inference needs,
+    normalizers included, is in the weights). ``ema=True`` takes the EMA weights when the run kept them.
+    """
+    ckpt = load_checkpoint(path, map_location=map_location)
+    try:
+        model = build_model(ckpt["config"], None)
+    except (KeyError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"{path}: its stored config does not build with this robodiff version "
+                              f"({type(exc).__name__}: {exc})") from exc
+    use_ema = ema and ckpt.get("ema_model") is not None
+    load_module_state(model, ckpt["ema_model"] if use_ema else ckpt["model"], path, "EMA model" if use_ema else "model")
+    return model.to(map_location).eval(), ckpt

@@ -87,3 +87,33 @@ def compose_config(config_dir: str | Path, overrides: Sequence[str] = (), config
         return OmegaConf.to_container(cfg, resolve=True, throw_on_missing=True)
     except Exception as exc:  # omegaconf's interpolation / missing-value errors
         raise ConfigError(f"config has an unresolved value: {exc}") from exc
+
+
+TRAINING_DEFAULTS_FILE = Path(__file__).with_name("training_defaults.yaml")
+
+
+def training_defaults() -> dict:
+    """The one training loop's default ``training`` and ``logging`` sections (training_defaults.yaml)."""
+    return OmegaConf.to_container(OmegaConf.load(TRAINING_DEFAULTS_FILE), resolve=True)
+
+
+def with_training_defaults(cfg: dict) -> dict:
+    """``cfg`` with every missing ``training.*`` / ``logging.*`` key filled from the defaults (a new dict).
+
+    For programs that build their run config in Python (the image and text CLIs) instead of composing it
+    with hydra; a key that the defaults do not know is an error, so a typo cannot silently do nothing.
+    """
+    defaults = training_defaults()
+    for section in ("training", "logging"):
+        _check_known(cfg.get(section) or {}, defaults[section], section)
+    merged = OmegaConf.merge(OmegaConf.create(defaults), OmegaConf.create(cfg))
+    return OmegaConf.to_container(merged, resolve=True)
+
+
+def _check_known(given: dict, known: dict, where: str) -> None:
+    for key, value in given.items():
+        if key not in known:
+            raise ConfigError(f"unknown config key '{where}.{key}': {_suggest(key, known)}"
+                              f"valid keys under {where}: {', '.join(sorted(known))}")
+        if isinstance(value, dict) and isinstance(known[key], dict):
+            _check_known(value, known[key], f"{where}.{key}")

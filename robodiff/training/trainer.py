@@ -1,19 +1,21 @@
-"""The one training loop for every task and policy.
+"""The one training loop for every model: diffusion policies, image denoisers, text diffusion LMs.
 
-``train(cfg, make_policy, env_runner)`` reads a resolved config (a plain dict composed by hydra from
-``task`` x ``policy``), builds the dataset and normalizer, builds the policy through the ``make_policy``
-builder it is given (robodiff does not import policies/ or envs/; scripts/train.py passes them in), and runs:
+``train(cfg, build_model, dataset, evaluate)`` trains "a model with ``compute_loss`` on a dataset". It is
+handed everything task-specific: ``build_model(cfg, dataset)`` returns the model (a policy fits its normalizer
+to the dataset there), ``dataset`` is any map-style torch Dataset, ``evaluate(model)`` is an optional
+callable (a closed-loop env runner, a sample-quality metric) returning a dict of numbers. robodiff knows
+neither policies/ nor envs/: scripts/train.py composes them.
 
-    for each epoch:  shuffled windows (DistributedSampler: the same order for any world size)
-        for each batch:  loss = policy.compute_loss(batch) -> AdamW -> cosine/warmup LR -> EMA
+    for each epoch:  shuffled indices (DistributedSampler: the same order for any world size)
+        for each batch:  loss = model.compute_loss(batch) -> AdamW -> cosine/warmup LR -> EMA
         every val_every epochs:      validation loss (fixed noise seed, so epochs compare)
-        every rollout_every epochs:  env_runner(ema_policy) -> test/mean_score ...
+        every rollout_every epochs:  evaluate(ema_model) -> test/<metric> ...
         every checkpoint_every:      latest.ckpt (+ a top-k file when there is a new test score)
     stop at num_epochs, training.max_steps or training.max_minutes (wall time, for CPU demos)
 
 A killed run resumes exactly (``training.resume=true``): the checkpoint carries model, EMA, optimizer,
 LR scheduler, all RNG states and the position inside the epoch, and each epoch's order is a function of
-(seed, epoch) only.
+(seed, epoch) only. Missing ``training.*`` keys take the values of ``training_defaults.yaml``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,9 @@ from torch import nn
 from torch.utils.data.distributed import DistributedSampler
 from tqdm.auto import tqdm
 
-from robodiff.data.datasets import DatasetError, SequenceDataset, make_loader
+from torch.utils.data import Dataset
+
+from robodiff.data.datasets import make_loader
 from robodiff.training import distributed
 from robodiff.training.checkpoint import (
     CheckpointError,
@@ -48,11 +52,14 @@ from robodiff.training.checkpoint import (
     rng_state,
     set_rng_state,
 )
-from robodiff.training.config import ConfigError
+from robodiff.training.config import ConfigError, with_training_defaults
 from robodiff.training.loggers import RunLogger, plot_curves
 
-PolicyBuilder = Callable[[dict, dict], nn.Module]
-EnvRunner = Callable[[nn.Module], dict]
+ModelBuilder = Callable[[dict, Optional[Dataset]], nn.Module]  # (run config, dataset or None at load time)
+Evaluator = Callable[[nn.Module], dict]  # EMA model -> {"mean_score": ..., ...}, logged as test/<key>
+
+# top-level config sections that do not define the model or its data: a resumed run may change them
+_RUN_ONLY_SECTIONS = ("training", "logging", "output_dir", "device", "name")
 
 
 @dataclass
@@ -71,43 +78,15 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def build_dataset(cfg: dict) -> SequenceDataset:
-    """The task's dataset: obs keys from ``task.shape_meta``, window sizes from the top-level config."""
-    task, ds = cfg["task"], cfg["task"]["dataset"]
-    dataset = SequenceDataset(
-        ds["path"],
-        obs_keys=list(task["shape_meta"]["obs"]),
-        horizon=cfg["horizon"],
-        n_obs_steps=cfg["n_obs_steps"],
-        n_action_steps=cfg["n_action_steps"],
-        val_ratio=ds.get("val_ratio", 0.0),
-        max_train_episodes=ds.get("max_train_episodes"),
-        seed=ds.get("seed", 42),
-        task_name=task["name"],
-    )
-    check_shape_meta(dataset.shape_meta(), task["shape_meta"], ds["path"], task["name"])
-    return dataset
-
-
-def check_shape_meta(got: dict, want: dict, path, task_name: str) -> None:
-    for key, spec in want["obs"].items():
-        if list(got["obs"][key]["shape"]) != list(spec["shape"]):
-            raise DatasetError(f"dataset {path}: obs {key!r} has per-step shape {got['obs'][key]['shape']}, "
-                             f"task {task_name!r} expects {list(spec['shape'])} (task.shape_meta)")
-    if list(got["action"]["shape"]) != list(want["action"]["shape"]):
-        raise DatasetError(f"dataset {path}: action has shape {got['action']['shape']}, "
-                         f"task {task_name!r} expects {list(want['action']['shape'])}")
-
-
 class _LossModule(nn.Module):
-    """Gives DDP (and torch.compile) a ``forward``: the policy's loss is a method, not its forward."""
+    """Gives DDP (and torch.compile) a ``forward``: the model's loss is a method, not its forward."""
 
-    def __init__(self, policy: nn.Module):
+    def __init__(self, model: nn.Module):
         super().__init__()
-        self.policy = policy
+        self.model = model
 
     def forward(self, batch: dict) -> torch.Tensor:
-        return self.policy.compute_loss(batch)
+        return self.model.compute_loss(batch)
 
 
 def _to_device(batch, device):
@@ -125,8 +104,8 @@ def _seed_everything(seed: int) -> None:
 class Trainer:
     """State of one run; ``run()`` trains. Split into methods so each part reads on its own."""
 
-    def __init__(self, cfg: dict, make_policy: PolicyBuilder, env_runner: Optional[EnvRunner] = None,
-                 dataset: Optional[SequenceDataset] = None):
+    def __init__(self, cfg: dict, build_model: ModelBuilder, dataset: Dataset, evaluate: Optional[Evaluator] = None):
+        cfg = with_training_defaults(cfg)
         self.cfg, self.tc = cfg, cfg["training"]
         self.device = resolve_device(cfg.get("device", "auto"))
         self.dist = distributed.setup(str(self.device))
@@ -134,16 +113,17 @@ class Trainer:
             self.device = torch.device("cuda", self.dist.local_rank)
         self.out = Path(cfg["output_dir"])
         self.ckpt_dir = self.out / "checkpoints"
-        self.env_runner = env_runner
+        self.evaluate = evaluate
         self._check_output_dir()
         # rank-dependent seed: every rank draws its own diffusion noise; the data order uses cfg seed only
         _seed_everything(int(cfg["seed"]) + self.dist.rank)
 
-        self.dataset = dataset if dataset is not None else build_dataset(cfg)
-        self.val_dataset = self.dataset.get_validation_dataset()
-        self.shape_meta = cfg["task"]["shape_meta"]
-        self.policy = make_policy(cfg["policy"], self.shape_meta).to(self.device)
-        self.policy.set_normalizer(self.dataset.get_normalizer().to(self.device))
+        self.dataset = dataset
+        get_val = getattr(dataset, "get_validation_dataset", None)
+        self.val_dataset = get_val() if get_val is not None else None
+        self.model = build_model(cfg, dataset).to(self.device)
+        if not callable(getattr(self.model, "compute_loss", None)):
+            raise TypeError(f"build_model returned a {type(self.model).__name__} without compute_loss(batch)")
 
         world, bs = self.dist.world_size, int(self.tc["batch_size"])
         if bs % world:
@@ -152,13 +132,13 @@ class Trainer:
         n_rank = math.ceil(len(self.dataset) / world)
         self.steps_per_epoch = n_rank // self.local_bs
         if self.steps_per_epoch == 0:
-            raise ConfigError(f"training.batch_size={bs} is larger than the {len(self.dataset)} training windows; "
+            raise ConfigError(f"training.batch_size={bs} is larger than the {len(self.dataset)} training samples; "
                              f"lower training.batch_size")
         self.total_steps = int(self.tc["num_epochs"]) * self.steps_per_epoch
         if self.tc.get("max_steps"):
             self.total_steps = min(self.total_steps, int(self.tc["max_steps"]))
 
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=float(self.tc["lr"]),
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=float(self.tc["lr"]),
                                            betas=tuple(self.tc["betas"]), eps=float(self.tc.get("eps", 1e-8)),
                                            weight_decay=float(self.tc["weight_decay"]))
         from diffusers.optimization import get_scheduler
@@ -166,11 +146,11 @@ class Trainer:
         self.lr_scheduler = get_scheduler(self.tc["lr_scheduler"], self.optimizer,
                                           num_warmup_steps=int(self.tc["lr_warmup_steps"]),
                                           num_training_steps=int(self.tc.get("lr_schedule_steps") or self.total_steps))
-        self.ema_policy, self.ema = None, None
+        self.ema_model, self.ema = None, None
         if self.tc["ema"]["enabled"] and self.dist.is_main:
             self._make_ema()
 
-        loss_module: nn.Module = _LossModule(self.policy)
+        loss_module: nn.Module = _LossModule(self.model)
         if self.dist.enabled:
             loss_module = nn.parallel.DistributedDataParallel(
                 loss_module, device_ids=[self.device.index] if self.device.type == "cuda" else None,
@@ -192,8 +172,9 @@ class Trainer:
             log_cfg = cfg.get("logging", {})
             self.logger = RunLogger(self.out, config=cfg, tensorboard=log_cfg.get("tensorboard", True),
                                     wandb_cfg=log_cfg.get("wandb"), resume_step=self.step)
-            n_params = sum(p.numel() for p in self.policy.parameters())
-            print(f"{cfg.get('name', 'run')}: {len(self.dataset)} training windows, {len(self.val_dataset)} "
+            n_params = sum(p.numel() for p in self.model.parameters())
+            n_val = len(self.val_dataset) if self.val_dataset is not None else 0
+            print(f"{cfg.get('name', 'run')}: {len(self.dataset)} training samples, {n_val} "
                   f"validation; {n_params / 1e6:.2f}M parameters on {self.device}; {self.steps_per_epoch} steps "
                   f"per epoch of batch {bs} x {world} process(es); output {self.out}")
 
@@ -215,28 +196,30 @@ class Trainer:
         from diffusers.training_utils import EMAModel
 
         e = self.tc["ema"]
-        self.ema_policy = copy.deepcopy(self.policy).eval().requires_grad_(False)
-        self.ema = EMAModel(self.policy.parameters(), decay=float(e.get("max_value", 0.9999)),
+        self.ema_model = copy.deepcopy(self.model).eval().requires_grad_(False)
+        self.ema = EMAModel(self.model.parameters(), decay=float(e.get("max_value", 0.9999)),
                             min_decay=float(e.get("min_value", 0.0)), use_ema_warmup=True,
                             inv_gamma=float(e.get("inv_gamma", 1.0)), power=float(e.get("power", 0.75)),
                             foreach=True)
-        # Point diffusers' shadow copy at the EMA policy's own parameter storage: ema.step() then updates
-        # ema_policy in place, with no third copy of the weights and no copy_to() before each rollout.
-        self.ema.shadow_params = [p.data for p in self.ema_policy.parameters()]
+        # Point diffusers' shadow copy at the EMA model's own parameter storage: ema.step() then updates
+        # ema_model in place, with no third copy of the weights and no copy_to() before each rollout.
+        self.ema.shadow_params = [p.data for p in self.ema_model.parameters()]
 
     def _resume(self, path: Path) -> None:
         ckpt = load_checkpoint(path, map_location=self.device)
-        for part in ("task", "policy", "horizon", "n_obs_steps", "n_action_steps"):
+        must_match = self.tc.get("resume_must_match") or sorted(
+            k for k in set(self.cfg) | set(ckpt["config"]) if k not in _RUN_ONLY_SECTIONS)
+        for part in must_match:
             if ckpt["config"].get(part) != self.cfg.get(part):
                 raise CheckpointError(
                     f"training.resume=true but {path} was trained with a different {part!r} config "
-                    f"(stored {json.dumps(ckpt['config'].get(part))[:300]}); resume with the same task/policy "
+                    f"(stored {json.dumps(ckpt['config'].get(part))[:300]}); resume with the same config "
                     f"or start a new run in another output_dir")
-        load_module_state(self.policy, ckpt["model"], path)
+        load_module_state(self.model, ckpt["model"], path)
         if self.ema is not None:
             if ckpt.get("ema_model") is None:
                 raise CheckpointError(f"{path} has no EMA weights but training.ema.enabled=true")
-            load_module_state(self.ema_policy, ckpt["ema_model"], path, "EMA model")
+            load_module_state(self.ema_model, ckpt["ema_model"], path, "EMA model")
             self.ema.load_state_dict(ckpt["ema"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.lr_scheduler.load_state_dict(ckpt["lr_scheduler"])
@@ -276,8 +259,8 @@ class Trainer:
             self.topk, evicted = ranked[:k], ranked[k:]
         ckpt = make_checkpoint(
             self.cfg,
-            model=self.policy.state_dict(),
-            ema_model=self.ema_policy.state_dict() if self.ema_policy is not None else None,
+            model=self.model.state_dict(),
+            ema_model=self.ema_model.state_dict() if self.ema_model is not None else None,
             ema={k: v for k, v in self.ema.state_dict().items() if k != "shadow_params"} if self.ema else None,
             optimizer=self.optimizer.state_dict(),
             lr_scheduler=self.lr_scheduler.state_dict(),
@@ -303,14 +286,14 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     @property
-    def eval_policy(self) -> nn.Module:
-        return self.ema_policy if self.ema_policy is not None else self.policy
+    def eval_model(self) -> nn.Module:
+        return self.ema_model if self.ema_model is not None else self.model
 
     @torch.no_grad()
     def validation_loss(self) -> Optional[float]:
-        if len(self.val_dataset) == 0:
+        if self.val_dataset is None or len(self.val_dataset) == 0:
             return None
-        self.policy.eval()
+        self.model.eval()
         losses = []
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
             torch.manual_seed(int(self.cfg["seed"]))  # same noise every time: epochs are comparable
@@ -319,15 +302,15 @@ class Trainer:
                 if i >= int(self.tc.get("max_val_steps") or 1 << 30):
                     break
                 with self._autocast():
-                    losses.append(float(self.policy.compute_loss(_to_device(batch, self.device))))
-        self.policy.train()
+                    losses.append(float(self.model.compute_loss(_to_device(batch, self.device))))
+        self.model.train()
         return float(np.mean(losses)) if losses else None
 
     def rollout(self) -> Optional[dict]:
-        if self.env_runner is None:
+        if self.evaluate is None:
             return None
         with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
-            result = self.env_runner(self.eval_policy)
+            result = self.evaluate(self.eval_model)
         out = {f"test/{k}": v for k, v in result.items() if isinstance(v, (int, float))}
         return out
 
@@ -383,7 +366,7 @@ class Trainer:
             self.save_checkpoint(new_score=score)
 
     def run(self) -> TrainResult:
-        self.policy.train()
+        self.model.train()
         t0 = time.monotonic()
         # a wall-time-bounded run has no known end step: show count and rate, not a meaningless ETA
         timed = bool(self.tc.get("max_minutes")) and not self.tc.get("max_steps")
@@ -405,11 +388,11 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 if self.tc.get("grad_clip"):
-                    nn.utils.clip_grad_norm_(self.policy.parameters(), float(self.tc["grad_clip"]))
+                    nn.utils.clip_grad_norm_(self.model.parameters(), float(self.tc["grad_clip"]))
                 self.optimizer.step()
                 self.lr_scheduler.step()
                 if self.ema is not None:
-                    self.ema.step(self.policy.parameters())
+                    self.ema.step(self.model.parameters())
                 self.step += 1
                 self.batch_in_epoch += 1
                 loss_value = distributed.mean_across(float(loss.detach()), self.dist, self.device)
@@ -449,7 +432,6 @@ class Trainer:
         return TrainResult(self.out, self.step, self.epoch, latest if latest.exists() else None, best, self.metrics)
 
 
-def train(cfg: dict, make_policy: PolicyBuilder, env_runner: Optional[EnvRunner] = None,
-          dataset: Optional[SequenceDataset] = None) -> TrainResult:
-    """Train one run described by ``cfg`` (see scripts/config/train.yaml); returns where things were written."""
-    return Trainer(cfg, make_policy, env_runner, dataset).run()
+def train(cfg: dict, build_model: ModelBuilder, dataset: Dataset, evaluate: Optional[Evaluator] = None) -> TrainResult:
+    """Train ``build_model(cfg, dataset)`` on ``dataset``; returns where checkpoints and logs were written."""
+    return Trainer(cfg, build_model, dataset, evaluate).run()
