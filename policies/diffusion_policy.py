@@ -140,8 +140,9 @@ class DiffusionPolicy(nn.Module):
         mask[..., self.action_dim:] = True
         return x, None, x, mask
 
-    def compute_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
-        """Denoising loss on a batch ``{"obs": {k: (B, >=To, *shape)}, "action": (B, horizon, Da)}``.
+    def training_inputs(self, batch: Mapping[str, Any]):
+        """(normalized clean trajectory x0, denoiser condition, given mask) of a training batch
+        ``{"obs": {k: (B, >=To, *shape)}, "action": (B, horizon, Da)}``, after checking its shapes.
 
         The first n_obs_steps observation steps are the ones aligned with the chunk's first actions.
         """
@@ -155,6 +156,11 @@ class DiffusionPolicy(nn.Module):
         obs = {k: batch["obs"][k][:, : self.n_obs_steps] for k in self.obs_shapes}
         naction = self.normalizer["action"].normalize(action.to(self.device, torch.float32))
         x0, cond, _, mask = self._layout(self._features(obs), naction)
+        return x0, cond, mask
+
+    def compute_loss(self, batch: Mapping[str, Any]) -> torch.Tensor:
+        """Denoising loss on a batch (see ``training_inputs``)."""
+        x0, cond, mask = self.training_inputs(batch)
         return diffusion_loss(self.denoiser, x0, cond, self.noise_scheduler, given_mask=mask)
 
     @torch.no_grad()

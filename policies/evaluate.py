@@ -95,7 +95,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     flags.add_overwrite(ap, "an existing metrics.json in --output")
     ap.add_argument("--n-seeds", type=int, default=None, help="number of test seeds (default: the task's, else the Push-T protocol's)")
     flags.add_start_seed(ap, None, "first seed (default: the task's, else the Push-T protocol's first test seed)")
-    ap.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"), default=None,
+    from robodiff.diffusion import SCHEDULER_NAMES
+
+    ap.add_argument("--sampler", choices=SCHEDULER_NAMES, default=None,
                     help="default: the policy's configured sampler")
     ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: configured, or 10 for a "
                                                             "different --sampler)")

@@ -19,6 +19,7 @@ from robodiff.diffusion.schedulers import (
     DiffusersScheduler,
     NoiseScheduler,
     SpacedDDIMScheduler,
+    consistency_grid,
     make_scheduler,
     split_prediction,
 )
@@ -33,6 +34,7 @@ __all__ = [
     "SpacedDDIMScheduler",
     "HYBRID_VLB_WEIGHT",
     "bits_per_dim",
+    "consistency_grid",
     "diffusion_loss",
     "make_scheduler",
     "masked_diffusion_loss",

@@ -11,6 +11,10 @@ diffusers gets wrong for few-step sampling:
 * diffusers' DDIM step jumps to ``t - T // N``, which is the next listed timestep only for "leading" spacing
   with N dividing T. :class:`SpacedDDIMScheduler` steps to the actual next timestep of the list.
 
+"lcm" is diffusers' multistep consistency sampler (Latent Consistency Models): each step maps x_t to x_0 with a
+consistency model and re-noises it to the next level. It is only meaningful for a denoiser trained by
+consistency distillation (policies/consistency.py), whose teacher-solver grid is :func:`consistency_grid`.
+
 Training noise (``add_noise``, ``training_target``) always comes from one DDPM forward process with the same
 betas, so a model trained once can be sampled with any scheduler and any number of steps.
 
@@ -29,7 +33,7 @@ from typing import Callable
 import math
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, LCMScheduler
 from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch.distributions import Normal
@@ -261,11 +265,31 @@ def _dpmsolver_kwargs(common: dict, clip: bool, clip_range: float) -> dict:
                 final_sigmas_type="zero")
 
 
+def lcm_original_steps(num_train_timesteps: int) -> int:
+    """Points of the consistency grid: T // 5 for the 100-step action schedules (jumps of 5 training steps), at
+    most diffusers' default of 50 (1000-step image schedules)."""
+    return max(1, min(50, num_train_timesteps // 5))
+
+
+def consistency_grid(num_train_timesteps: int) -> torch.Tensor:
+    """The timesteps a consistency model is trained and sampled on (LCMScheduler's ``lcm_origin_timesteps``):
+    every c-th step ending at T-1, c = T // lcm_original_steps(T)."""
+    n = lcm_original_steps(num_train_timesteps)
+    c = num_train_timesteps // n
+    return torch.arange(1, n + 1) * c - 1
+
+
+def _lcm_kwargs(common: dict, clip: bool, clip_range: float) -> dict:
+    return dict(common, clip_sample=clip, clip_sample_range=clip_range, set_alpha_to_one=True,
+                original_inference_steps=lcm_original_steps(common["num_train_timesteps"]))
+
+
 # name -> (diffusers class, constructor kwargs from the common ones, extra step() kwargs given eta)
 _ALGORITHMS: dict[str, tuple[type, Callable[..., dict], Callable[[float], dict]]] = {
     "ddpm": (DDPMScheduler, _ddpm_kwargs, lambda eta: {}),
     "ddim": (SpacedDDIMScheduler, _ddim_kwargs, lambda eta: {"eta": eta}),
     "dpmsolver": (DPMSolverMultistepScheduler, _dpmsolver_kwargs, lambda eta: {}),
+    "lcm": (LCMScheduler, _lcm_kwargs, lambda eta: {}),
 }
 SCHEDULER_NAMES = tuple(_ALGORITHMS)
 
@@ -274,7 +298,8 @@ class DiffusersScheduler(NoiseScheduler):
     """A diffusers scheduler behind the :class:`NoiseScheduler` contract.
 
     Args:
-        name: "ddpm", "ddim" or "dpmsolver" (DPM-Solver++ 2nd-order multistep).
+        name: "ddpm", "ddim", "dpmsolver" (DPM-Solver++ 2nd-order multistep) or "lcm" (multistep consistency
+            sampling, for consistency-distilled denoisers).
         num_train_timesteps, beta_schedule, beta_start, beta_end: the forward process (shared by all names).
         prediction_type: "epsilon", "sample" or "v".
         clip_sample: clamp the predicted x_0 to [-clip_sample_range, clip_sample_range] at every step.
@@ -320,11 +345,17 @@ class DiffusersScheduler(NoiseScheduler):
         self.alphas_cumprod = self.forward_process.alphas_cumprod
 
     def set_timesteps(self, num_inference_steps, device=None):
-        if not 1 <= num_inference_steps <= self.num_train_timesteps:
-            raise ValueError(f"num_inference_steps must be in [1, {self.num_train_timesteps}], "
-                             f"got {num_inference_steps}")
+        most = self.max_steps
+        if not 1 <= num_inference_steps <= most:
+            raise ValueError(f"num_inference_steps must be in [1, {most}] for {self.name} "
+                             f"(T={self.num_train_timesteps}), got {num_inference_steps}")
         self.impl.set_timesteps(num_inference_steps, device=device)
         return self.impl.timesteps
+
+    @property
+    def max_steps(self) -> int:
+        """Most sampling steps: every training step, or every point of the consistency grid for "lcm"."""
+        return lcm_original_steps(self.num_train_timesteps) if self.name == "lcm" else self.num_train_timesteps
 
     def step(self, model_output, timestep, sample, generator=None):
         if self.learned_variance and self.name != "ddpm":  # only diffusers' DDPM step reads the variance half
@@ -348,5 +379,5 @@ class DiffusersScheduler(NoiseScheduler):
 
 
 def make_scheduler(name: str, **noise) -> NoiseScheduler:
-    """The scheduler called ``name`` ("ddpm" | "ddim" | "dpmsolver") over the forward process ``noise``."""
+    """The scheduler called ``name`` ("ddpm" | "ddim" | "dpmsolver" | "lcm") over the forward process ``noise``."""
     return DiffusersScheduler(name, **noise)
