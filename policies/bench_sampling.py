@@ -68,9 +68,9 @@ def add_arguments(ap) -> None:
 
 
 def run(args) -> int:
+    import gymnasium as gym
     import numpy as np
 
-    from envs.pusht.env import PushTEnv
     from policies.evaluate import evaluate
     from policies.loading import load_policy
 
@@ -82,7 +82,8 @@ def run(args) -> int:
         student, _ = load_policy(args.student, device="cpu")
         rows += [("student", args.student, student, n, s) for n, s in STUDENT_SAMPLERS]
     rows.append(("reference-size UNet (65.8M, untrained)", None, reference_size_policy(teacher), "ddim", 10))
-    obs0, _ = PushTEnv(obs_type="keypoints", render_mode=None).reset(seed=100000)
+    # gymnasium's "module:id" form imports the env package that registers the id (policies import no env)
+    obs0, _ = gym.make("envs.pusht:robodiff/PushT-v0", obs_type="keypoints", render_mode=None).reset(seed=100000)
     obs = {"keypoint": torch.from_numpy(np.stack([obs0, obs0]).astype(np.float32))[None]}
     threads = [int(t) for t in args.threads.split(",")]
     lat = {t: latency_ms([(p, n, s) for _, _, p, n, s in rows], obs, t, args.repeats) for t in threads}

@@ -63,6 +63,9 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
     guided = guidance_scale != 1.0
     both = _batch_cat(cond, uncond) if guided else cond
     timesteps = scheduler.set_timesteps(steps)  # on the CPU, where the schedulers index their tables
+    # a Gaussian scheduler may ask the denoiser for a variance too (Improved DDPM); a process without the
+    # notion (the masked process: its outputs are logits) takes the output whole
+    split_variance = getattr(scheduler, "split_variance", lambda out: (out, None))
     for t, t_dev in zip(timesteps, timesteps.to(device)):
         if given is not None:
             x = torch.where(given_mask, given, x)
@@ -70,10 +73,10 @@ def sample(denoiser: Denoiser, shape: tuple[int, ...], cond: Cond, scheduler: No
             trajectory.append(x.cpu())
         if guided:
             out_c, out_u = denoiser(torch.cat([x, x]), t_dev.expand(2 * shape[0]), both).chunk(2)
-            (pred_c, var), (pred_u, _) = scheduler.split_variance(out_c), scheduler.split_variance(out_u)
+            (pred_c, var), (pred_u, _) = split_variance(out_c), split_variance(out_u)
             pred = pred_u + guidance_scale * (pred_c - pred_u)
         else:
-            pred, var = scheduler.split_variance(denoiser(x, t_dev.expand(shape[0]), cond))
+            pred, var = split_variance(denoiser(x, t_dev.expand(shape[0]), cond))
         if classifier_scale:
             a_t = scheduler.alphas_cumprod[t].to(x.device, x.dtype)
             _, eps = split_prediction(pred, x, a_t, scheduler.prediction_type)
