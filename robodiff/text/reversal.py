@@ -128,7 +128,7 @@ def reversal_table(summary: dict) -> str:
         per_seed = ", ".join(f"{r['final']['reversed_acc'] * 100:.0f}" for r in rs)
         lines.append(f"| {obj.upper()} | {len(rs)} | {rs[0]['params'] / 1e6:.2f}M | {rs[0]['steps']} | "
                      f"{rs[0]['final']['train_flops']:.2e} | {stat('forward_acc')} | {stat('reversed_acc')} "
-                     f"(seeds: {per_seed}) | {stat('both_forward_acc')} / {stat('both_reversed_acc')} |")
+                     f"(per seed: {per_seed}) | {stat('both_forward_acc')} / {stat('both_reversed_acc')} |")
     return "\n".join(lines) + "\n"
 
 
