@@ -53,7 +53,8 @@ class TransformerConfig:
 class ObsEncoderConfig:
     """Vision trunk per camera (ignored for low-dim observations)."""
 
-    backbone: str = "robomimic"  # robomimic ResNet18 + SpatialSoftmax | "resnet18" (torchvision, avg pool)
+    backbone: str = "robomimic"  # robomimic ResNet18 + SpatialSoftmax | "resnet18" (torchvision, avg pool) | "shallow"
+    resize_shape: list[int] | None = None  # [H, W]: resize camera images to this first (then crop)
     crop_shape: list[int] | None = field(default_factory=lambda: [84, 84])
     num_keypoints: int = 32
     feature_dim: int = 64

@@ -46,7 +46,7 @@ class DiffusionPolicy(nn.Module):
         self.normalizer = LinearNormalizer()
         enc = cfg.obs_encoder
         self.obs_encoder = ObsEncoder(self.obs_shapes, enc.backbone, enc.crop_shape, enc.num_keypoints,
-                                      enc.feature_dim)
+                                      enc.feature_dim, enc.resize_shape)
         feat = self.obs_encoder.feature_dim
         inpaint = cfg.conditioning == "inpaint"
         # inpainting: the trajectory carries [action, obs features]; global: actions only, features condition

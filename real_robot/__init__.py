@@ -6,7 +6,7 @@
     cameras         RingCamera (any producer) and RealSenseCamera (pyrealsense2 producer process)
     teleop          SpaceMouse (libspnav), KeyboardTeleop, ScriptedTeleop
     safety          Workspace clipping, non-finite rejection, EStop latch
-    env             PushTStation: timestamp-aligned observations, scheduled actions, episode recording
+    station         PushTStation: timestamp-aligned observations, scheduled actions, episode recording
     runner          run_teleop / run_policy loops (inference thread, stale-action dropping, watchdog)
     policy_adapter  wraps a robodiff policy (contract 4) as an obs -> action-chunk callable
     session         open_station(): bring twin or hardware up and down in one place

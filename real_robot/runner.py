@@ -26,7 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from real_robot.cameras import CameraStalled
-from real_robot.env import PushTStation, StepCounters
+from real_robot.station import PushTStation, StepCounters
 from real_robot.safety import EStop
 
 log = logging.getLogger(__name__)

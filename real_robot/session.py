@@ -1,13 +1,26 @@
 """Bring a Push-T station up and down in one place: the twin (``sim=True``) or real hardware, the arm
-controller, the cameras; used by the demo / eval / bench scripts and the end-to-end test."""
+controller, the cameras; used by ``robodiff record``, ``deploy``, ``bench real-robot`` and the end-to-end test."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 
 from real_robot.arm import ArmConfig, RTDEArm
 from real_robot.cameras import RealSenseCamera, RingCamera
-from real_robot.env import PushTStation, PushTTaskConfig
+from real_robot.station import PushTStation, PushTTaskConfig
+from robodiff import flags
+
+
+def add_station_args(ap: argparse.ArgumentParser) -> None:
+    """The arguments of :func:`open_station`, shared by ``robodiff record`` and ``robodiff deploy``."""
+    ap.add_argument("--sim", action="store_true", help="start the simulated twin and use it")
+    ap.add_argument("--host", default=None, help="robot IP (real) or loopback address for the twin")
+    ap.add_argument("--frequency", type=float, default=500.0, help="controller rate: 500 e-series, 125 CB3")
+    ap.add_argument("--realsense", nargs="*", default=(), metavar="SERIAL", help="RealSense serial numbers")
+    ap.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
+    ap.add_argument("--camera-fps", type=float, default=30.0)
+    flags.add_start_seed(ap, 0, "twin: first scene seed (episode i uses start seed + i)")
 
 @contextlib.contextmanager
 def open_station(sim: bool = True, host: str | None = None, frequency: float = 500.0, image_hw=(96, 96),

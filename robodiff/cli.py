@@ -7,6 +7,11 @@ fails to import does not take the others down.
 
     robodiff --help            lists every installed group
     robodiff data info PATH    ...
+    robodiff train | eval | collect | record | deploy | bench ...   (from policies, envs, real_robot)
+
+A group adds commands with :func:`add_command` (the command's module is imported only when it runs, so
+``robodiff --help`` loads no torch or simulator) and shares a group such as ``bench`` via :func:`command_group`.
+``scripts/*.py`` run the same command modules through :func:`script_main`.
 
 Errors a person can fix are printed as one line on stderr (no traceback) with exit code 2.
 """
@@ -17,8 +22,6 @@ import argparse
 import importlib
 import sys
 from importlib.metadata import entry_points
-
-from robodiff.data.replay_buffer import ReplayBufferError
 
 CORE_COMMANDS = ("robodiff.data.cli", "robodiff.image.cli")
 ENTRY_POINT_GROUP = "robodiff.commands"
@@ -31,11 +34,52 @@ class UserError(Exception):
 def _user_errors() -> tuple:
     """Exception types that are messages for people, not bugs: printed without a traceback."""
     from robodiff.data.datasets import DatasetError
+    from robodiff.data.replay_buffer import ReplayBufferError
     from robodiff.training.checkpoint import CheckpointError
     from robodiff.training.config import ConfigError
 
     return (UserError, ReplayBufferError, DatasetError, CheckpointError, ConfigError, FileNotFoundError,
             FileExistsError, KeyError)
+
+
+# Command groups that several packages add commands to.
+GROUP_HELP = {
+    "bench": "benchmarks: each prints its numbers with the command, the machine and the date",
+    "collect": "collect demonstrations in a simulation",
+}
+
+
+def command_group(subparsers, name: str):
+    """The sub-subparsers of group ``name`` (one of GROUP_HELP), created on first use, so that several packages
+    can add commands to one group."""
+    if name not in subparsers.choices:
+        group = subparsers.add_parser(name, help=GROUP_HELP[name], description=GROUP_HELP[name])
+        group.set_defaults(_subparsers=group.add_subparsers(dest=f"{name}_command", required=True, metavar="COMMAND"))
+    return subparsers.choices[name].get_default("_subparsers")
+
+
+def add_command(subparsers, name: str, module: str, help: str) -> None:
+    """``robodiff [group] name`` runs ``module`` (a dotted path) whose ``add_arguments(parser)`` defines its
+    arguments (its docstring is the --help text) and ``run(args)`` returns the exit code. The module is imported
+    only when its command runs."""
+    parser = subparsers.add_parser(name, help=help, add_help=False)
+    parser.set_defaults(_command=(parser.prog, module))
+
+
+def command_parser(module: str, prog: str | None = None) -> argparse.ArgumentParser:
+    """The full argument parser of a command module (see :func:`add_command`)."""
+    mod = importlib.import_module(module)
+    parser = argparse.ArgumentParser(prog=prog, description=mod.__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    mod.add_arguments(parser)
+    parser.set_defaults(func=mod.run)
+    return parser
+
+
+def script_main(module: str, argv: list[str] | None = None) -> int:
+    """A command module as a standalone script (scripts/*.py): the same arguments, behaviour and error handling
+    as its ``robodiff`` command."""
+    return _run(command_parser(module).parse_args(argv))
 
 
 def _registrars():
@@ -60,7 +104,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if getattr(args, "_command", None) is None:
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        return _run(args)
+    prog, module = args._command  # a command registered with add_command: its module parses the rest
+    return _run(command_parser(module, prog).parse_args(rest))
+
+
+def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except _user_errors() as exc:
@@ -70,4 +124,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m robodiff.cli`: run the importable module, so that UserError raised by command modules (which
+    # import robodiff.cli) is the class caught here, not a copy defined in __main__
+    from robodiff.cli import main as _main
+
+    sys.exit(_main())

@@ -19,7 +19,8 @@ import numpy as np
 import torch
 from torch.utils.data import default_collate
 
-from robodiff.data.datasets import PushTDataset, make_loader
+from envs.pusht.dataset import PushTDataset
+from robodiff.data.datasets import make_loader
 from robodiff.data.replay_buffer import ReplayBuffer
 
 DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"

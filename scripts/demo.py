@@ -5,7 +5,7 @@
     python scripts/demo.py --data PATH/pusht_cchi_v7_replay.zarr   # train on the reference human demos instead
     python scripts/demo.py --minutes 5 --n-seeds 20                # quicker, rougher
 
-1. Demonstrations: the scripted PushT expert (scripts/collect_pusht.py --expert) writes data/pusht_expert.zarr
+1. Demonstrations: the scripted PushT expert (robodiff collect pusht --expert) writes data/pusht_expert.zarr
    once; later runs reuse it. With --data, that replay buffer is used instead.
 2. Training: a small UNet policy (policy=unet_small) for a bounded wall time (--minutes, default 12), with
    quick 8-seed rollouts every 4 minutes for the curves.
@@ -23,10 +23,9 @@ import sys
 import time
 from pathlib import Path
 
+from robodiff import flags
+
 REPO = Path(__file__).resolve().parents[1]
-for p in (REPO, REPO / "scripts"):
-    if str(p) not in sys.path:
-        sys.path.insert(0, str(p))
 
 EXPERT_DATA = REPO / "data" / "pusht_expert.zarr"
 
@@ -66,7 +65,7 @@ def collect(path: Path, n_episodes: int) -> None:
     print(f"[demo] collecting {n_episodes} scripted-expert episodes -> {path}")
     t0 = time.monotonic()
     cmd = [sys.executable, str(REPO / "scripts" / "collect_pusht.py"), "--expert", "--episodes", str(n_episodes),
-           "--out", str(path)]
+           "--output", str(path)]
     subprocess.run(cmd, check=True, cwd=REPO)
     print(f"[demo] collected in {time.monotonic() - t0:.0f} s")
 
@@ -75,9 +74,10 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[1],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default=None, help="train on this replay buffer (e.g. the reference PushT zarr)")
-    ap.add_argument("--output", default=str(REPO / "outputs" / "demo"))
+    flags.add_output(ap, "the demo's folder (default outputs/demo); each run replaces its results",
+                     default=REPO / "outputs" / "demo")
     ap.add_argument("--minutes", type=float, default=12.0, help="training wall time (default 12)")
-    ap.add_argument("--n-episodes", type=int, default=100, help="expert episodes to collect (default 100)")
+    flags.add_episodes(ap, 100, "expert episodes to collect (default 100)")
     ap.add_argument("--n-seeds", type=int, default=50, help="evaluation seeds (default 50)")
     ap.add_argument("--rollout-minutes", type=float, default=4.0, help="minutes between 8-seed rollouts")
     ap.add_argument("overrides", nargs="*", help="extra training config overrides key=value")
@@ -85,8 +85,8 @@ def main(argv=None) -> int:
 
     import torch
 
-    import train as train_script
-    from eval import evaluate, summary_table
+    from policies.evaluate import evaluate, summary_table
+    from policies.train import train_policy
     from robodiff.training.loggers import plot_curves
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -100,17 +100,19 @@ def main(argv=None) -> int:
             return 2
     else:
         data, task = EXPERT_DATA, "pusht_expert"
-        collect(data, args.n_episodes)
+        collect(data, args.episodes)
 
     overrides = {"task": task, "task.dataset.path": str(data), "output_dir": str(out / "train"),
                  "training.max_minutes": args.minutes, "training.rollout_every_minutes": args.rollout_minutes,
                  "training.overwrite": "true", **RECIPE}
     print(f"[demo] training {overrides['policy']} on {data} for {args.minutes:g} min")
-    result = train_script.run([f"{k}={v}" for k, v in overrides.items()] + list(args.overrides))
+    result = train_policy([f"{k}={v}" for k, v in overrides.items()] + list(args.overrides))
     print(f"[demo] trained {result.step} steps ({result.epoch} epochs)")
 
     print(f"[demo] evaluating on {args.n_seeds} seeds (DDIM-10)")
-    metrics = evaluate(result.latest_checkpoint, out, n_seeds=args.n_seeds, sampler="ddim", steps=10, n_videos=1)
+    # outputs/demo is the demo's own folder: each run replaces the previous run's results (as training.overwrite)
+    metrics = evaluate(result.latest_checkpoint, out, n_seeds=args.n_seeds, sampler="ddim", steps=10, n_videos=1,
+                       overwrite=True)
     videos = metrics["videos"]
     if videos:
         shutil.copyfile(videos[0], out / "rollout.mp4")

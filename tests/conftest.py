@@ -1,5 +1,6 @@
 """Shared test fixtures: paths to the reference data, a small synthetic episode maker."""
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,13 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def wait_for(condition, timeout: float = 10.0, poll: float = 0.01) -> bool:
+    """True as soon as ``condition()`` holds; False after ``timeout`` s (generous: the CI box is shared)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True

@@ -68,7 +68,9 @@ def test_convert_round_trips(tmp_path):
         rb.add_episode(make_episode(i))
     convert(src, tmp_path / "a.zip")
     convert(tmp_path / "a.zip", tmp_path / "b.hdf5")
-    back = convert(tmp_path / "b.hdf5", tmp_path / "c.zarr")
+    out = convert(tmp_path / "b.hdf5", tmp_path / "c.zarr")
+    assert (out.path, out.format, out.n_episodes) == (tmp_path / "c.zarr", "zarr", 2)
+    back = ReplayBuffer.open(out.path)
     for i in range(2):
         ep = back.get_episode(i)
         for k, v in make_episode(i).items():
@@ -85,7 +87,7 @@ def test_convert_reference_images_to_uint8(tmp_path, pusht_zarr):
     for i in range(3):
         out.add_episode(ref.get_episode(i))
     assert out["img"].dtype == np.float32
-    conv = convert(small, tmp_path / "u8.zarr")
+    conv = ReplayBuffer.open(convert(small, tmp_path / "u8.zarr").path)
     assert conv["img"].dtype == np.uint8
     np.testing.assert_array_equal(conv["img"][:], np.asarray(ref["img"][: conv.n_steps]).astype(np.uint8))
 
@@ -110,3 +112,32 @@ def test_cli_table_and_errors(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "robodiff.cli", "data", "convert", str(src), str(src)],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and "already exists" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_robomimic_sequence_dataset_loads_station_export(tmp_path):
+    """robomimic's own SequenceDataset reads robodiff's HDF5 export of a station-format recording."""
+    from robomimic.utils import obs_utils
+    from robomimic.utils.dataset import SequenceDataset
+
+    rng = np.random.default_rng(0)
+    episodes = []
+    for T in (12, 9):
+        episodes.append({"img": rng.integers(0, 256, (T, 24, 32, 3), dtype=np.uint8),
+                         "agent_pos": rng.uniform(-0.3, 0.3, (T, 2)).astype(np.float32),
+                         "robot_eef_pose": rng.normal(size=(T, 6)).astype(np.float32),
+                         "robot_joint": rng.normal(size=(T, 6)).astype(np.float32),
+                         "timestamp": np.arange(T, dtype=np.float64) / 10,
+                         "action": rng.uniform(-0.3, 0.3, (T, 2)).astype(np.float32)})
+    src = tmp_path / "station.zarr"
+    ReplayBuffer.from_dict(episodes).save(src)
+    dst = tmp_path / "station.hdf5"
+    assert main(["data", "convert", str(src), str(dst)]) == 0
+    obs_utils.initialize_obs_modality_mapping_from_dict({"low_dim": ["agent_pos", "robot_eef_pose"], "rgb": ["img"]})
+    ds = SequenceDataset(str(dst), obs_keys=("agent_pos", "robot_eef_pose", "img"), dataset_keys=("actions",),
+                         seq_length=4, load_next_obs=False, hdf5_use_swmr=False)
+    assert ds.n_demos == 2 and len(ds) == 12 + 9
+    item = ds[13]  # demo_1, step 1
+    np.testing.assert_array_equal(item["actions"][0], episodes[1]["action"][1])
+    np.testing.assert_array_equal(item["obs"]["agent_pos"][0], episodes[1]["agent_pos"][1])
+    assert item["obs"]["img"].shape[1:] == (24, 32, 3) or item["obs"]["img"].shape[1:] == (3, 24, 32)
+    ds.close_and_delete_hdf5_handle()

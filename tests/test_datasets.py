@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from robodiff.data.datasets import DatasetError, PushTDataset, SequenceDataset, make_loader
+from envs.pusht.dataset import OBS_SOURCES, PushTDataset
+from robodiff.data.datasets import DatasetError, SequenceDataset, make_loader
 from robodiff.data.replay_buffer import ReplayBuffer
 
 PUSHT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
@@ -88,7 +89,7 @@ def test_missing_key_error_names_key_and_task(tmp_path):
     ep = _episode(10, 0)
     del ep["keypoint"], ep["img"]
     rb.add_episode(ep)
-    with pytest.raises(DatasetError, match=r"no key 'keypoint'.*pusht_lowdim"):
+    with pytest.raises(DatasetError, match=r"no key 'keypoint'.*pusht_keypoints"):
         PushTDataset(tmp_path / "nokp.zarr", "lowdim")
     with pytest.raises(DatasetError, match=r"no key 'img'.*'image'"):
         PushTDataset(tmp_path / "nokp.zarr", "image")
@@ -98,14 +99,15 @@ def test_missing_key_error_names_key_and_task(tmp_path):
 def test_missing_path_and_bad_obs_type(tmp_path):
     with pytest.raises(FileNotFoundError, match="dataset not found"):
         PushTDataset(tmp_path / "nope.zarr", "lowdim")
-    with pytest.raises(DatasetError, match="choose one of"):
+    with pytest.raises(DatasetError, match=r"unknown Push-T obs_type 'lidar'.*aliases"):
         PushTDataset(tmp_path, "lidar")
 
 
 def test_in_memory_buffer_source():
     rb = ReplayBuffer.create(None)
     rb.add_episode(_episode(12, 3))
-    ds = SequenceDataset(rb, ["state", "agent_pos"], horizon=4, n_obs_steps=1, n_action_steps=2)
+    ds = SequenceDataset(rb, ["state", "agent_pos"], horizon=4, n_obs_steps=1, n_action_steps=2,
+                         obs_sources=OBS_SOURCES)
     assert len(ds) == 12 - 4 + 0 + 1 + 1
     assert ds[0]["obs"]["agent_pos"].shape == (1, 2)
 
@@ -119,3 +121,60 @@ def test_reference_store_lowdim():
     b = ds.__getitems__(np.arange(0, 10726, 97))
     assert b["obs"]["keypoint"].shape == (111, 2, 20)
     assert 0 <= b["action"].min() and b["action"].max() <= 512
+
+
+# ---------------------------------------------------------------- any recorded task (no Push-T knowledge)
+def _station_episode(T, seed):
+    """A station-style recording: two cameras of different sizes, proprioception in metres."""
+    rng = np.random.default_rng(seed)
+    return {
+        "camera_0": rng.integers(0, 256, size=(T, 24, 32, 3), dtype=np.uint8),
+        "camera_1": rng.integers(0, 256, size=(T, 16, 16, 3), dtype=np.uint8),
+        "agent_pos": rng.uniform(-0.2, 0.2, size=(T, 2)).astype(np.float32),
+        "robot_joint": rng.uniform(-3, 3, size=(T, 6)).astype(np.float32),
+        "action": rng.uniform(-0.2, 0.2, size=(T, 2)).astype(np.float32),
+    }
+
+
+STATION_META = {
+    "obs": {
+        "camera_0": {"shape": [3, 24, 32], "type": "rgb"},
+        "camera_1": {"shape": [3, 16, 16], "type": "rgb"},
+        "agent_pos": {"shape": [2], "type": "lowdim", "units": "m", "frame": "robot_base"},
+        "robot_joint": {"shape": [6], "type": "lowdim", "units": "rad"},
+    },
+    "action": {"shape": [2], "units": "m", "frame": "robot_base", "meaning": "absolute pusher xy target"},
+}
+
+
+def test_any_cameras_and_lowdim_keys_from_shape_meta():
+    rb = ReplayBuffer.from_dict([_station_episode(T, i) for i, T in enumerate([15, 22])])
+    ds = SequenceDataset(rb, STATION_META, horizon=8, n_obs_steps=2, n_action_steps=4)
+    b = ds.__getitems__([0, 5, 17])
+    assert b["obs"]["camera_0"].shape == (3, 2, 3, 24, 32) and b["obs"]["camera_1"].shape == (3, 2, 3, 16, 16)
+    assert b["obs"]["robot_joint"].shape == (3, 2, 6) and b["action"].shape == (3, 8, 2)
+    np.testing.assert_allclose(ds[0]["obs"]["camera_1"][1].permute(1, 2, 0).numpy() * 255, rb["camera_1"][0])
+    assert ds.shape_meta() == STATION_META  # units, frames and the action's meaning travel to the checkpoint
+    norm = ds.get_normalizer()
+    x = norm.normalize({k: v for k, v in b["obs"].items()})
+    assert all(-1 <= float(x[k].min()) and float(x[k].max()) <= 1 for k in ("camera_0", "camera_1"))
+    assert abs(float(norm["agent_pos"].unnormalize(x["agent_pos"]).sub(b["obs"]["agent_pos"]).abs().max())) < 1e-5
+
+
+def test_obs_sources_rename_and_shape_errors():
+    eps = [_station_episode(12, 0)]
+    for ep in eps:
+        ep["img"] = ep.pop("camera_0")
+    rb = ReplayBuffer.from_dict(eps)
+    meta = {"obs": {"image": {"shape": [3, 24, 32], "type": "rgb"}, "agent_pos": {"shape": [2]}},
+            "action": {"shape": [2]}}
+    ds = SequenceDataset(rb, meta, horizon=4, n_obs_steps=2, n_action_steps=2, obs_sources={"image": "img"})
+    np.testing.assert_array_equal(ds.arrays["image"], rb["img"])
+    with pytest.raises(DatasetError, match=r"no key 'image'.*map 'image' to an existing one"):
+        SequenceDataset(rb, meta, horizon=4)
+    wrong = {"obs": {"image": {"shape": [3, 96, 96], "type": "rgb"}}, "action": {"shape": [2]}}
+    with pytest.raises(DatasetError, match=r"obs 'image' has per-step shape \[3, 24, 32\].*expects \[3, 96, 96\]"):
+        SequenceDataset(rb, wrong, horizon=4, obs_sources={"image": "img"})
+    as_rgb = {"obs": {"agent_pos": {"shape": [2], "type": "rgb"}}, "action": {"shape": [2]}}
+    with pytest.raises(DatasetError, match=r"'agent_pos' is lowdim data.*declares type 'rgb'"):
+        SequenceDataset(rb, as_rgb, horizon=4)

@@ -1,6 +1,7 @@
 """End to end through the command-line entry points: collect -> train -> kill -> resume -> eval with a video."""
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -9,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
+from robodiff.cli import script_main
+from robodiff.training.checkpoint import CheckpointError, load_checkpoint
 
-from robodiff.training.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 TINY = ["policy=unet_small", "policy.unet.down_dims=[16,32]", "policy.unet.step_embed_dim=16",
         "policy.unet.kernel_size=3", "policy.sampler.steps=2", "training.batch_size=16", "training.lr=1e-3",
@@ -28,17 +29,16 @@ def _logged_steps(out):
 
 @pytest.mark.slow
 def test_collect_train_kill_resume_eval(tmp_path):
-    if not (REPO / "scripts" / "collect_pusht.py").exists():
-        pytest.skip("scripts/collect_pusht.py (scripted expert) not present")
-    import demo
+    from envs.pusht.collect import collect_expert
 
     data = tmp_path / "expert.zarr"
-    demo.collect(data, n_episodes=4)
+    collect_expert(data, 4, workers=1, progress=False)
     out = tmp_path / "run"
     args = ["task=pusht_expert", f"task.dataset.path={data}", f"output_dir={out}", *TINY]
     cmd = [sys.executable, str(REPO / "scripts" / "train.py"), *args, "training.max_steps=100000",
            "training.checkpoint.every_steps=3"]
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}  # this tree's packages, also in a worktree of an editable install
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     latest, killed_at, deadline = out / "checkpoints" / "latest.ckpt", None, time.monotonic() + 120
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -59,22 +59,20 @@ def test_collect_train_kill_resume_eval(tmp_path):
     saved = load_checkpoint(latest)["progress"]["step"]
     assert saved >= killed_at  # whatever the kill interrupted, latest.ckpt is a complete checkpoint
 
-    import train as train_script
-
-    assert train_script.main([*args, f"training.max_steps={saved + 4}", "training.resume=true"]) == 0
+    assert script_main("policies.train", [*args, f"training.max_steps={saved + 4}", "training.resume=true"]) == 0
     assert _logged_steps(out) == list(range(1, saved + 5))  # resumed where it stopped, nothing twice
     assert load_checkpoint(latest)["progress"]["step"] == saved + 4
 
-    import eval as eval_script
-
     ev = tmp_path / "eval"
-    assert eval_script.main([str(latest), "--output", str(ev), "--n-seeds", "2", "--n-videos", "1",
+    assert script_main("policies.evaluate", [str(latest), "--output", str(ev), "--n-seeds", "2", "--n-videos", "1",
                              "--sampler", "ddim", "--steps", "2", "--n-workers", "1"]) == 0
     metrics = json.loads((ev / "metrics.json").read_text())
     for key in ("mean_score", "success_rate", "per_seed", "sampler", "steps", "latency_ms_per_chunk"):
         assert key in metrics
     assert metrics["sampler"] == "ddim" and metrics["steps"] == 2 and len(metrics["per_seed"]) == 2
     assert 0.0 <= metrics["mean_score"] <= 1.0
+    card = (ev / "card.md").read_text()  # the model card beside metrics.json, with the command that made it
+    assert metrics["task"] in card and "--n-seeds 2 --start-seed" in card and "ddim with 2 denoising steps" in card
     video = Path(metrics["videos"][0])
     assert video.exists() and video.stat().st_size > 1000
 
@@ -87,11 +85,9 @@ def test_collect_train_kill_resume_eval(tmp_path):
 def test_eval_rejects_bad_checkpoints(tmp_path, capsys):
     import torch
 
-    import eval as eval_script
-
     torch.save({"format": "robodiff.checkpoint", "format_version": 99, "config": "{}"}, tmp_path / "v99.ckpt")
-    assert eval_script.main([str(tmp_path / "v99.ckpt"), "--output", str(tmp_path / "o")]) == 2
+    assert script_main("policies.evaluate", [str(tmp_path / "v99.ckpt"), "--output", str(tmp_path / "o")]) == 2
     assert "format version 99" in capsys.readouterr().err
-    assert eval_script.main([str(tmp_path / "missing.ckpt"), "--output", str(tmp_path / "o")]) == 2
+    assert script_main("policies.evaluate", [str(tmp_path / "missing.ckpt"), "--output", str(tmp_path / "o")]) == 2
     assert "not found" in capsys.readouterr().err
     assert not (tmp_path / "o" / "metrics.json").exists()

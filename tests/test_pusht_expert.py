@@ -1,8 +1,6 @@
-"""The scripted PushT expert (envs/pusht/expert.py) and the collection script (scripts/collect_pusht.py)."""
+"""The scripted PushT expert (envs/pusht/expert.py) and the collection command (robodiff collect pusht)."""
 
 import math
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,15 +9,16 @@ import shapely
 from envs.pusht import PushTEnv, coverage
 from envs.pusht.expert import PushTExpert, _route_around, demonstrate, pose_error
 from envs.pusht.geometry import GOAL_POSE, T_OUTLINE_LOCAL, to_world
-from envs.pusht.render import AGENT_RADIUS
+from envs.pusht.arena import AGENT_RADIUS
+from robodiff.cli import script_main
 from robodiff.data import ReplayBuffer
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
 
-import collect_pusht  # noqa: E402
+def collect(argv):
+    return script_main("envs.pusht.collect", argv)
 
-# Test seeds the expert solves in few steps (scripts/bench_expert.py measures all 50).
+
+# Test seeds the expert solves in few steps (robodiff bench expert measures all 50).
 QUICK_TEST_SEEDS = (100007, 100029, 100048, 100025)
 
 
@@ -78,9 +77,9 @@ def test_expert_episode_replays_and_matches_the_dataset_layout():
 
 
 @pytest.mark.slow
-def test_collect_script_writes_a_valid_buffer(tmp_path):
+def test_collect_script_writes_a_valid_buffer(tmp_path, capsys):
     out = tmp_path / "expert.zarr"
-    assert collect_pusht.main(["--expert", "--episodes", "2", "--out", str(out), "--workers", "2"]) == 0
+    assert collect(["--expert", "--episodes", "2", "--output", str(out), "--n-workers", "2"]) == 0
     rb = ReplayBuffer.open(out)
     assert rb.n_episodes == 2
     assert sorted(rb.keys()) == ["action", "img", "keypoint", "n_contacts", "state"]
@@ -93,12 +92,16 @@ def test_collect_script_writes_a_valid_buffer(tmp_path):
     # episodes are written in seed order: the first starts at seed 0's start
     start = PushTEnv(obs_type="state", render_mode=None).reset(seed=0)[0]
     np.testing.assert_allclose(rb.get_episode(0)["state"][0], start, atol=1e-3)
-    # a second run refuses to clobber it
-    with pytest.raises(SystemExit, match="already exists"):
-        collect_pusht.main(["--expert", "--episodes", "1", "--out", str(out)])
+    # a second run refuses to clobber it (old flag spellings still parse)
+    capsys.readouterr()
+    assert collect(["--expert", "--episodes", "1", "--out", str(out), "--workers", "1"]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert ReplayBuffer.open(out).n_episodes == 2
 
 
-def test_collect_refuses_test_seeds(tmp_path):
-    with pytest.raises(SystemExit, match="overlap the evaluation seeds"):
-        collect_pusht.main(["--expert", "--episodes", "5", "--seed-start", "99990", "--out", str(tmp_path / "x")])
+def test_collect_refuses_test_seeds(tmp_path, capsys):
+    assert collect(["--expert", "--episodes", "5", "--start-seed", "99990", "--output", str(tmp_path / "x")]) == 2
+    assert "overlap the evaluation seeds" in capsys.readouterr().err
+    assert collect(["--expert", "--episodes", "5", "--seed-start", "99990", "--output", str(tmp_path / "x")]) == 2
+    assert "overlap the evaluation seeds" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()

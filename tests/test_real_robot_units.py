@@ -257,11 +257,11 @@ def test_pusht_bridge_maps_station_units_to_pusht_pixels():
 def test_scripted_operator_pushes_the_t_onto_the_goal(sim):
     """The expert planner in the loop with the physics (no network): reaches Push-T success."""
     from envs.ur5e_pusht import table_to_px
-    from real_robot.twin.expert import PushTExpert
+    from real_robot.twin.operator import PushPlanner
 
     sim.reset(seed=None)
     sim.reset_block(7)
-    expert, xy = PushTExpert(), sim.tcp_pose()[:2].copy()
+    expert, xy = PushPlanner(), sim.tcp_pose()[:2].copy()
     for _ in range(400):
         tip = table_to_px(sim.tcp_pose()[:2])
         vel = np.clip((expert.target(sim.block_pose_px(), tip) - tip) * 0.4 / 512 / 0.25, -0.15, 0.15)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import REPO, make_episode
-from robodiff.data import ReplayBuffer, ReplayBufferError
+from robodiff.data import ReplayBuffer, ReplayBufferCorruptError, ReplayBufferError
 
 
 def assert_episode_equal(a, b):
@@ -221,6 +221,105 @@ def test_read_only_and_paths(tmp_path, filled):
         ReplayBuffer.open(tmp_path / "plain")
     with pytest.raises(ReplayBufferError, match="already exists"):
         ReplayBuffer.create(filled.path)
+
+
+# ---------------------------------------------------------------- partial tail vs corruption
+def _store_files(path):
+    """Every file of a directory store with its bytes: to assert that nothing was written."""
+    return {str(f.relative_to(path)): f.read_bytes() for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+@pytest.fixture
+def five_steps_state_lost_a_row(tmp_path):
+    """The issue's example: one committed 5-step episode, but data/state holds only 4 rows."""
+    import zarr
+    path = tmp_path / "rb.zarr"
+    rb = ReplayBuffer.create(path)
+    rb.add_episode(make_episode(0, length=5, image=False))
+    zarr.open_group(path, mode="r+")["data/state"].resize((4, 5))
+    return path
+
+
+@pytest.mark.parametrize("mode", ["r", "a"])
+def test_short_array_is_corruption_and_nothing_is_written(five_steps_state_lost_a_row, mode):
+    path = five_steps_state_lost_a_row
+    before = _store_files(path)
+    with pytest.raises(ReplayBufferCorruptError, match=r"data/state has 4 rows.*ending at step 5.*"
+                                                       r"robodiff data repair"):
+        ReplayBuffer.open(path, mode=mode)
+    assert _store_files(path) == before  # the committed episode is still on disk, nothing trimmed or deleted
+    ep = make_episode(0, length=5, image=False)
+    import zarr
+    root = zarr.open_group(path, mode="r")
+    np.testing.assert_array_equal(root["data/action"][:], ep["action"])
+    assert root["meta/episode_ends"][:].tolist() == [5]
+
+
+def test_non_increasing_episode_ends_are_corruption(tmp_path):
+    import zarr
+    path = tmp_path / "rb.zarr"
+    rb = ReplayBuffer.create(path)
+    for i in range(3):
+        rb.add_episode(make_episode(i, length=10, image=False))
+    zarr.open_group(path, mode="r+")["meta/episode_ends"][1] = 5  # [10, 5, 30]
+    before = _store_files(path)
+    for mode in ("r", "a"):
+        with pytest.raises(ReplayBufferCorruptError, match=r"not increasing: episode 1 ends at 5 after 10"):
+            ReplayBuffer.open(path, mode=mode)
+    assert _store_files(path) == before
+
+
+def test_grown_but_unwritten_end_is_a_partial_tail(tmp_path):
+    """A writer killed after episode_ends grew but before its value was written leaves a trailing 0."""
+    import zarr
+    path = tmp_path / "rb.zarr"
+    rb = ReplayBuffer.create(path)
+    for i in range(2):
+        rb.add_episode(make_episode(i, length=10, image=False))
+    root = zarr.open_group(path, mode="r+")
+    for k in root["data"].array_keys():  # data rows of the third episode, written before the commit
+        root["data"][k].resize((30, *root["data"][k].shape[1:]))
+    root["meta/episode_ends"].resize((3,))
+    assert root["meta/episode_ends"][:].tolist() == [10, 20, 0]
+    with pytest.warns(UserWarning, match="partial tail"):
+        ro = ReplayBuffer.open(path, mode="r")
+    assert ro.n_episodes == 2 and ro.recovered_tail == {"action": 10, "keypoint": 10, "n_contacts": 10,
+                                                        "state": 10, "meta/episode_ends": 1}
+    with pytest.warns(UserWarning, match="trimmed"):
+        rb = ReplayBuffer.open(path, mode="a")
+    rb.add_episode(make_episode(5, length=7, image=False))
+    assert ReplayBuffer.open(path).episode_ends.tolist() == [10, 20, 27]
+
+
+def test_repair_writes_a_consistent_copy(five_steps_state_lost_a_row, tmp_path):
+    from robodiff.cli import main
+    src = five_steps_state_lost_a_row
+    before = _store_files(src)
+    assert main(["data", "repair", str(src), str(tmp_path / "kept.zarr"), "--drop-key", "state"]) == 0
+    kept = ReplayBuffer.open(tmp_path / "kept.zarr")
+    assert kept.n_episodes == 1 and "state" not in kept.keys()
+    ep = make_episode(0, length=5, image=False)
+    assert_episode_equal(kept.get_episode(0), {k: v for k, v in ep.items() if k != "state"})
+    # without dropping the short array, only episodes every array holds survive (here none)
+    assert main(["data", "repair", str(src), str(tmp_path / "all_keys.zarr")]) == 0
+    assert ReplayBuffer.open(tmp_path / "all_keys.zarr").n_episodes == 0
+    assert _store_files(src) == before
+    assert main(["data", "info", str(src)]) == 2  # the corrupt store: one clear error, exit 2
+
+
+def test_refuses_to_write_with_zarr_before_3_1_3(tmp_path, monkeypatch, filled):
+    import zarr
+    from robodiff.data.replay_buffer import require_atomic_zarr
+    for ok in ("3.1.3", "3.1.6", "3.2.0.dev4", "4.0.0"):
+        require_atomic_zarr(ok)
+    monkeypatch.setattr(zarr, "__version__", "3.1.2")
+    before = _store_files(filled.path)
+    with pytest.raises(ReplayBufferError, match=r"zarr 3\.1\.2 is installed.*pip install 'zarr>=3\.1\.3'"):
+        ReplayBuffer.open(filled.path, mode="a")
+    with pytest.raises(ReplayBufferError, match=r"zarr>=3\.1\.3"):
+        ReplayBuffer.create(tmp_path / "new.zarr")
+    assert not (tmp_path / "new.zarr").exists() and _store_files(filled.path) == before
+    assert ReplayBuffer.open(filled.path, mode="r").n_episodes == 1  # reading stays possible
 
 
 # ---------------------------------------------------------------- reference data

@@ -15,14 +15,14 @@ import pytest
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # also when torchrun runs this file as the DDP worker
 
 from robodiff.data.replay_buffer import ReplayBuffer  # noqa: E402
 from robodiff.training.checkpoint import CheckpointError, load_checkpoint  # noqa: E402
 from robodiff.training.config import ConfigError, compose_config  # noqa: E402
 
-CONFIG_DIR = REPO / "scripts" / "config"
+from policies.train import CONFIG_DIR  # noqa: E402  (the configs shipped in the package)
+from robodiff.cli import script_main  # noqa: E402
 
 
 def write_buffer(path, n_episodes=10, T=48, seed=0):
@@ -63,9 +63,9 @@ def losses(out):
 
 
 def run_train(overrides):
-    import train as train_script
+    from policies.train import train_policy
 
-    return train_script.run(overrides)
+    return train_policy(overrides)
 
 
 @pytest.fixture(scope="module")
@@ -115,27 +115,25 @@ def test_config_typos_list_valid_choices():
 
 
 def test_cli_bad_input_messages(tmp_path, data, capsys):
-    import train as train_script
-
-    assert train_script.main(tiny_overrides(tmp_path / "a", tmp_path / "nope.zarr")) == 2
+    assert script_main("policies.train", tiny_overrides(tmp_path / "a", tmp_path / "nope.zarr")) == 2
     assert "dataset not found" in capsys.readouterr().err
     nokp = ReplayBuffer.create(tmp_path / "nokp.zarr")
     nokp.add_episode({"state": np.zeros((20, 5), np.float32), "action": np.zeros((20, 2), np.float32)})
-    assert train_script.main(tiny_overrides(tmp_path / "b", tmp_path / "nokp.zarr")) == 2
+    assert script_main("policies.train", tiny_overrides(tmp_path / "b", tmp_path / "nokp.zarr")) == 2
     err = capsys.readouterr().err
     assert "no key 'keypoint'" in err and "pusht_lowdim" in err
-    assert train_script.main(["task=pusht_lowdm"]) == 2
+    assert script_main("policies.train", ["task=pusht_lowdm"]) == 2
     assert "valid choices" in capsys.readouterr().err
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_ema_tracks_policy_in_place(tmp_path, data):
     import policies
-    from robodiff.data.task_dataset import dataset_from_config
+    from policies.train import build_dataset
     from robodiff.training.trainer import Trainer
 
     cfg = compose_config(CONFIG_DIR, tiny_overrides(tmp_path / "ema", data, **{"training.max_steps": 3}))
-    trainer = Trainer(cfg, policies.build_policy, dataset_from_config(cfg))
+    trainer = Trainer(cfg, policies.build_policy, build_dataset(cfg))
     start = {k: v.clone() for k, v in trainer.model.state_dict().items()}
     # diffusers' shadow copy is the EMA model's own storage: no copy_to() needed before a rollout
     assert all(s.data_ptr() == p.data_ptr() for s, p in zip(trainer.ema.shadow_params, trainer.ema_model.parameters()))
@@ -172,11 +170,11 @@ DDP_RUN = {"training.max_steps": 12, "training.batch_size": 64, "training.lr": "
 def _ddp_worker(out, data):
     """One torchrun rank: train, then dump the parameters this rank holds."""
     import policies
-    from robodiff.data.task_dataset import dataset_from_config
+    from policies.train import build_dataset
     from robodiff.training.trainer import Trainer
 
     cfg = compose_config(CONFIG_DIR, tiny_overrides(out, data, **DDP_RUN))
-    trainer = Trainer(cfg, policies.build_policy, dataset_from_config(cfg))
+    trainer = Trainer(cfg, policies.build_policy, build_dataset(cfg))
     assert trainer.dist.world_size == 2 and trainer.local_bs == 32
     trainer.run()
     torch.save(trainer.model.state_dict(), Path(out).parent / f"ddp_rank{trainer.dist.rank}.pt")

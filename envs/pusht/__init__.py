@@ -7,8 +7,9 @@ os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
 
 import gymnasium as gym  # noqa: E402
 
-from envs.pusht.env import OBS_TYPES, PHYSICS_STATE_FIELDS, PushTEnv, initial_state_for_seed  # noqa: E402
+from envs.pusht.env import PHYSICS_STATE_FIELDS, PushTEnv, initial_state_for_seed  # noqa: E402
 from envs.pusht.geometry import GOAL_POSE, block_keypoints, coverage  # noqa: E402
+from envs.pusht.protocol import OBS_TYPES  # noqa: E402
 
 ENV_ID = "robodiff/PushT-v0"
 

@@ -27,12 +27,12 @@ import pymunk
 from gymnasium import spaces
 
 from envs.pusht.geometry import (
-    CENTER_OF_GRAVITY_LOCAL, GOAL_POSE, SUCCESS_THRESHOLD, T_BOXES_LOCAL, block_keypoints, coverage,
-    reward_from_coverage,
+    CENTER_OF_GRAVITY_LOCAL, GOAL_POSE, T_BOXES_LOCAL, block_keypoints, coverage, reward_from_coverage,
 )
-from envs.pusht.render import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE, Renderer
+from envs.pusht.arena import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE
+from envs.pusht.protocol import MAX_STEPS, OBS_TYPES, SUCCESS_THRESHOLD, canonical_obs_type, keypoint_obs
+from envs.pusht.render import Renderer
 
-OBS_TYPES = ("state", "keypoints", "image")
 SIM_HZ = 100
 CONTROL_HZ = 10
 N_SUBSTEPS = SIM_HZ // CONTROL_HZ
@@ -51,7 +51,7 @@ class PushTEnv(gym.Env):
 
     Args:
         obs_type: "state" -> (5,) [agent x, y, block x, y, block angle mod 2pi];
-            "keypoints" -> (20,) the 9 block keypoints (x, y) flattened, then agent x, y;
+            "keypoints" (alias "lowdim") -> (20,) the 9 block keypoints (x, y) flattened, then agent x, y;
             "image" -> {"image": (image_size, image_size, 3) uint8, "agent_pos": (2,)}.
         render_mode: only "rgb_array"; ``render()`` returns a (render_size, render_size, 3) uint8 frame with the
             latest action target marked.
@@ -70,9 +70,11 @@ class PushTEnv(gym.Env):
     metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_HZ}
 
     def __init__(self, obs_type: str = "state", render_mode: str | None = "rgb_array", image_size: int = 96,
-                 render_size: int = 96, max_episode_steps: int | None = 300, terminate_on_success: bool = True):
-        if obs_type not in OBS_TYPES:
-            raise ValueError(f"PushTEnv: unknown obs_type {obs_type!r}; valid obs_type values are {OBS_TYPES}")
+                 render_size: int = 96, max_episode_steps: int | None = MAX_STEPS, terminate_on_success: bool = True):
+        try:
+            obs_type = canonical_obs_type(obs_type)
+        except ValueError as exc:
+            raise ValueError(f"PushTEnv: {exc}") from None
         if render_mode not in (None, "rgb_array"):
             raise ValueError(f"PushTEnv: unknown render_mode {render_mode!r}; valid: 'rgb_array' or None")
         self.obs_type = obs_type
@@ -300,7 +302,7 @@ class PushTEnv(gym.Env):
         if self.obs_type == "state":
             return self._state_vector()
         if self.obs_type == "keypoints":
-            return np.concatenate([self.block_keypoints().reshape(-1), self.agent_pos])
+            return keypoint_obs(self.block_keypoints(), self.agent_pos, dtype=np.float64)
         if self._renderer is None:
             self._renderer = Renderer()
         return image_observation(self._renderer, self.agent.position, self.block_pose, self.image_size)

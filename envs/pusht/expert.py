@@ -39,7 +39,8 @@ import shapely
 
 from envs.pusht.env import PushTEnv
 from envs.pusht.geometry import CENTER_OF_GRAVITY_LOCAL, GOAL_POSE, T_OUTLINE_LOCAL, coverage, to_world
-from envs.pusht.render import AGENT_RADIUS
+from envs.pusht.arena import AGENT_RADIUS
+from envs.pusht.protocol import MAX_STEPS
 
 # Agent centres the planner may use: inside the walls (inner faces at 7 and 504) by the agent radius + 3 px.
 ARENA_LOW, ARENA_HIGH = 25.0, 486.0
@@ -308,7 +309,7 @@ def _route_around(pose, start: np.ndarray, goal: np.ndarray, radius: float, goal
     return route + path[::-1]
 
 
-def demonstrate(seed: int, expert: PushTExpert | None = None, max_steps: int = 300, record: bool = True,
+def demonstrate(seed: int, expert: PushTExpert | None = None, max_steps: int = MAX_STEPS, record: bool = True,
                 image_size: int = 96) -> tuple[dict[str, np.ndarray] | None, dict]:
     """Run the expert on the episode of ``seed``; return (episode, stats).
 

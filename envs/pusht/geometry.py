@@ -17,6 +17,8 @@ import math
 import numpy as np
 import shapely
 
+from envs.pusht.protocol import SUCCESS_THRESHOLD
+
 SCALE = 30.0
 BAR_LENGTH = 4 * SCALE  # 120: the bar's width; the stem is 3 * SCALE long (from y=30 to y=120)
 # The two convex boxes of the T in the body frame, counter-clockwise in pymunk's y-down screen frame, in the
@@ -38,7 +40,6 @@ CENTER_OF_GRAVITY_LOCAL = (T_BOXES_LOCAL[0].mean(0) + T_BOXES_LOCAL[1].mean(0)) 
 T_RADIUS = float(np.linalg.norm(T_OUTLINE_LOCAL - CENTER_OF_GRAVITY_LOCAL, axis=1).max())
 
 GOAL_POSE = np.array([256.0, 256.0, math.pi / 4])
-SUCCESS_THRESHOLD = 0.95
 
 # The 9 block keypoints in the body frame. The reference sampled them once (farthest-point sampling on a
 # rendered T plus a random sub-pixel shift) and stored their world coordinates in the dataset; these values are

@@ -17,12 +17,9 @@ import cv2
 import numpy as np
 import pygame
 
+from envs.pusht.arena import AGENT_RADIUS, WALL_RADIUS, WALLS, WINDOW_SIZE
 from envs.pusht.geometry import GOAL_POSE, T_BOXES_LOCAL, to_world
 
-WINDOW_SIZE = 512
-AGENT_RADIUS = 15
-WALLS = (((5, 506), (5, 5)), ((5, 5), (506, 5)), ((506, 5), (506, 506)), ((5, 506), (506, 506)))
-WALL_RADIUS = 2
 OUTLINE_RADIUS = 2  # the reference drew every polygon edge as a fat segment of radius 2
 # Pixels that a wall's fat segment can touch lie within this margin of the wall lines (radius + rounding).
 _WALL_CLEAR_LOW = 5 + WALL_RADIUS + OUTLINE_RADIUS + 2

@@ -23,18 +23,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from envs.pusht.geometry import SUCCESS_THRESHOLD, reward_from_coverage
+from envs.pusht.geometry import reward_from_coverage
+from envs.pusht.protocol import MAX_STEPS, OBS_KEYS, SUCCESS_THRESHOLD, TEST_SEEDS, canonical_obs_type
 from envs.pusht.vector import EnvPool
-
-DEFAULT_TEST_SEEDS = tuple(range(100000, 100050))
-OBS_KEYS = {"keypoints": ("keypoint",), "state": ("state",), "image": ("image", "agent_pos")}
 
 
 class PushTRunner:
     """Evaluate a policy on PushT seeds; ``run(policy)`` returns the metrics dict.
 
     Args:
-        obs_type: "keypoints" (obs key ``keypoint`` (20,)), "state" (``state`` (5,)) or "image" (``image``
+        obs_type: "keypoints" (alias "lowdim"; obs key ``keypoint`` (20,)), "state" (``state`` (5,)) or "image" (``image``
             (3, 96, 96) float in [0, 1] and ``agent_pos`` (2,)).
         n_envs: episodes simulated at once = the policy's batch size (default: all seeds in one round).
         seeds: episode seeds (default 100000-100049).
@@ -45,12 +43,14 @@ class PushTRunner:
         sampler_seed: seeds the torch.Generator passed to ``policy.predict_action`` each run.
     """
 
-    def __init__(self, obs_type: str = "keypoints", n_envs: int | None = None, seeds=DEFAULT_TEST_SEEDS,
-                 max_steps: int = 300, n_obs_steps: int = 2, n_action_steps: int = 8, video_seeds=(),
+    def __init__(self, obs_type: str = "keypoints", n_envs: int | None = None, seeds=TEST_SEEDS,
+                 max_steps: int = MAX_STEPS, n_obs_steps: int = 2, n_action_steps: int = 8, video_seeds=(),
                  video_dir=None, n_workers: int | None = None, video_size: int = 512, fps: int = 10,
                  sampler_seed: int = 0, progress: bool = False):
-        if obs_type not in OBS_KEYS:
-            raise ValueError(f"PushTRunner: unknown obs_type {obs_type!r}; valid: {tuple(OBS_KEYS)}")
+        try:
+            obs_type = canonical_obs_type(obs_type)
+        except ValueError as exc:
+            raise ValueError(f"PushTRunner: {exc}") from None
         self.seeds = [int(s) for s in seeds]
         if not self.seeds or len(set(self.seeds)) != len(self.seeds):
             raise ValueError(f"PushTRunner: seeds must be a non-empty list of distinct ints, got {seeds!r}")
@@ -176,3 +176,27 @@ class PushTRunner:
             "n_steps": int(n),
         } for s, c, n in zip(seeds, max_cov, n_steps)]
         return results, latencies, videos
+
+
+def runner_from_config(cfg: dict, video_dir, n_seeds=None, start_seed=None, n_videos=None, n_workers=None,
+                       n_envs=None) -> PushTRunner:
+    """A PushTRunner for a training config's ``task.env_runner`` (keyword arguments override it): the
+    ``robodiff.env_runners`` entry point named ``pusht``, through which ``robodiff train`` / ``eval`` find it."""
+    from envs.pusht import protocol
+
+    er = cfg["task"]["env_runner"]
+
+    def pick(arg, key, default):  # argument, else the task config, else the Push-T protocol
+        return int(next(v for v in (arg, er.get(key), default) if v is not None))
+
+    n_seeds = pick(n_seeds, "n_seeds", protocol.N_TEST_SEEDS)
+    start = pick(start_seed, "start_seed", protocol.TEST_START_SEED)
+    seeds = list(range(start, start + n_seeds))
+    n_videos = int(n_videos if n_videos is not None else er.get("n_videos", 0))
+    return PushTRunner(
+        obs_type=er["obs_type"], seeds=seeds, max_steps=pick(None, "max_steps", protocol.MAX_STEPS),
+        n_obs_steps=int(cfg["n_obs_steps"]), n_action_steps=int(cfg["n_action_steps"]),
+        n_envs=n_envs if n_envs is not None else er.get("n_envs"),
+        n_workers=n_workers if n_workers is not None else er.get("n_workers"),
+        video_seeds=seeds[:n_videos], video_dir=str(video_dir) if n_videos else None,
+    )

@@ -29,7 +29,7 @@ import numpy as np
 import pygame
 
 from envs.pusht.env import PushTEnv
-from envs.pusht.render import WINDOW_SIZE
+from envs.pusht.arena import WINDOW_SIZE
 from robodiff.data import ReplayBuffer
 
 ENGAGE_RADIUS = 30.0  # px: hovering this close to the agent starts recording, as in the reference recorder

@@ -1,3 +1,3 @@
-from real_robot.twin.station import main
+from real_robot.twin.serve import main
 
 main()

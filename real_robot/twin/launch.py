@@ -20,8 +20,8 @@ from collections import deque
 from pathlib import Path
 
 from real_robot.shm_ring import SharedRing
-from real_robot.twin.station import (DASHBOARD_PORT, RTDE_PORT, TRUTH_RING_SPEC, camera_ring_name, truth_ring_name,
-                                     unlink_stale)
+from real_robot.twin.addresses import (DASHBOARD_PORT, RTDE_PORT, TRUTH_RING_SPEC, camera_ring_name, truth_ring_name,
+                                       unlink_stale)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,9 +11,10 @@ from __future__ import annotations
 import numpy as np
 
 from envs.pusht.geometry import block_keypoints
+from envs.pusht.protocol import keypoint_obs
 from envs.ur5e_pusht.model import px_to_table, table_to_px
 from real_robot.shm_ring import SharedRing
-from real_robot.twin.station import TRUTH_RING_SPEC, truth_ring_name
+from real_robot.twin.addresses import TRUTH_RING_SPEC, truth_ring_name
 
 class BlockTracker:
     """Timestamped T-block poses (Push-T px) from a twin: ``get(k) -> {"timestamp", "block_pose_px"}``."""
@@ -34,8 +35,7 @@ def pusht_obs(obs: dict) -> dict:
     agent = table_to_px(obs["agent_pos"]).astype(np.float32)  # (n, 2)
     out = {"agent_pos": agent}
     if "block_pose_px" in obs:
-        kp = block_keypoints(np.asarray(obs["block_pose_px"], dtype=np.float64)).reshape(len(agent), 18)
-        out["keypoint"] = np.concatenate([kp, agent], axis=1).astype(np.float32)
+        out["keypoint"] = keypoint_obs(block_keypoints(np.asarray(obs["block_pose_px"], dtype=np.float64)), agent)
         out["state"] = np.concatenate([agent, obs["block_pose_px"]], axis=1).astype(np.float32)
     if "image" in obs:
         out["image"] = obs["image"]

@@ -1,9 +1,9 @@
 """Demonstration data: replay buffers on zarr, normalizers, samplers and dataset adapters."""
 
-from robodiff.data.datasets import DatasetError, PushTDataset, SequenceDataset, make_loader
+from robodiff.data.datasets import DatasetError, ObsSource, SequenceDataset, make_loader
 from robodiff.data.normalizer import LinearNormalizer
-from robodiff.data.replay_buffer import ReplayBuffer, ReplayBufferError
+from robodiff.data.replay_buffer import ReplayBuffer, ReplayBufferCorruptError, ReplayBufferError
 from robodiff.data.sampler import SequenceSampler, downsample_mask, get_val_mask
 
-__all__ = ["DatasetError", "LinearNormalizer", "PushTDataset", "ReplayBuffer", "ReplayBufferError", "SequenceDataset",
-           "SequenceSampler", "downsample_mask", "get_val_mask", "make_loader"]
+__all__ = ["DatasetError", "LinearNormalizer", "ObsSource", "ReplayBuffer", "ReplayBufferCorruptError", "ReplayBufferError",
+           "SequenceDataset", "SequenceSampler", "downsample_mask", "get_val_mask", "make_loader"]

@@ -1,14 +1,24 @@
-"""Torch datasets of training windows over a PushT-style replay buffer (contract 3 batch format).
+"""Torch datasets of training windows over any recorded replay buffer (contract 3 batch format).
 
-One class serves every observation type: the task's ``obs_keys`` pick which observation arrays are derived
-from the buffer's standard keys (``OBS_SOURCES``), so "lowdim", "state" and "image" PushT are configurations,
-not copies. All arrays are derived once, held in memory and windowed by ``SequenceSampler``; a batch is a
-single gather per key (``__getitems__``, which ``torch.utils.data.DataLoader`` calls with a whole batch of
+The task says what the policy observes; the dataset holds no task knowledge:
+
+- observation keys come from the task's ``shape_meta["obs"]`` (or a plain list of keys); by default each
+  is read from the buffer array of the same name, so a recording with ``camera_0``, ``camera_1``,
+  ``agent_pos``, ... trains as recorded: any number of cameras (uint8 HWC arrays, 4-D) and any low-dim keys;
+- ``obs_sources`` maps an observation key to where it comes from: a buffer key (``{"image": "img"}``)
+  or an :class:`ObsSource` that derives it from several buffer arrays. A task's env package supplies its
+  derived keys (Push-T's 20-dim keypoint observation: ``envs.pusht.dataset.OBS_SOURCES``); the composition
+  root (scripts/train.py) resolves the task config's ``task.dataset.obs_sources`` and hands it over;
+- units, frames and the action's meaning are ``shape_meta`` fields (``units: m``, ``frame: robot_base``,
+  ...), carried unchanged into :meth:`SequenceDataset.shape_meta` and so into the checkpoint.
+
+All arrays are derived once, held in memory and windowed by ``SequenceSampler``; a batch is a single
+gather per key (``__getitems__``, which ``torch.utils.data.DataLoader`` calls with a whole batch of
 indices), so data loading stays far below the cost of a training step.
 
 Sample format: ``{"obs": {key: (T_obs, *shape)}, "action": (horizon, Da)}`` float32 tensors, T_obs =
 ``n_obs_steps`` (the policy conditions on the first ``n_obs_steps`` steps of the window; loading only those
-is the sampler's ``key_first_k``). Images come out as float CHW in [0, 1].
+is the sampler's ``key_first_k``). Images (4-D arrays, HWC) come out as float CHW in [0, 1].
 """
 
 from __future__ import annotations
@@ -16,7 +26,7 @@ from __future__ import annotations
 import copy
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Callable, Mapping, Optional, Sequence, Tuple, Union
 
 import numpy as np
 import torch
@@ -37,22 +47,22 @@ class ObsSource:
     what: str  # for error messages
 
 
-def _keypoint_obs(a):
-    # reference "lowdim" PushT obs: 9 block keypoints flattened (18) then agent xy (2)
-    kp = np.asarray(a["keypoint"], dtype=np.float32)
-    return np.concatenate([kp.reshape(len(kp), -1), np.asarray(a["state"], np.float32)[:, :2]], axis=1)
+ObsSources = Mapping[str, Union[ObsSource, str]]
 
 
-OBS_SOURCES: Dict[str, ObsSource] = {
-    "keypoint": ObsSource(("keypoint", "state"), _keypoint_obs, "9 block keypoints (T,9,2) + agent xy from state"),
-    "state": ObsSource(("state",), lambda a: np.asarray(a["state"], np.float32), "state (T,5)"),
-    "agent_pos": ObsSource(("state",), lambda a: np.asarray(a["state"], np.float32)[:, :2], "agent xy = state[:, :2]"),
-    # images stay uint8 HWC in memory (0.7 GB for the reference data instead of 2.8 GB as float32);
-    # conversion to float CHW happens per batch in _to_torch_obs
-    "image": ObsSource(("img",), lambda a: a["img"], "img (T,96,96,3) uint8 or float 0-255"),
-}
+def _source(key: str, sources: Optional[ObsSources]) -> ObsSource:
+    """The ObsSource of observation ``key``: given, a renamed buffer key, or the buffer key of that name."""
+    src = (sources or {}).get(key, key)
+    if isinstance(src, ObsSource):
+        return src
+    if not isinstance(src, str):
+        raise DatasetError(f"obs_sources[{key!r}] must be a buffer key (str) or an ObsSource, got {src!r}")
+    return ObsSource((src,), lambda a, s=src: a[s], f"buffer array {src!r}")
 
-IMAGE_KEYS = frozenset({"image"})
+
+def _is_image(arr: np.ndarray) -> bool:
+    """Images are per-step HWC arrays (4-D overall); everything else is low-dim."""
+    return arr.ndim == 4
 
 
 def _read_array(arr, n: int, chunk: int = 2048) -> np.ndarray:
@@ -83,15 +93,17 @@ def open_buffer(source):
 class SequenceDataset(torch.utils.data.Dataset):
     """Windows of (obs, action) over a replay buffer for one task.
 
-    ``source``: path or ReplayBuffer with the standard PushT keys. ``obs_keys``: observation keys of the task
-    (keys of ``OBS_SOURCES``). The train split is the complement of ``get_val_mask(n, val_ratio, seed)``,
-    downsampled to ``max_train_episodes``; ``get_validation_dataset()`` gives the held-out episodes.
+    ``source``: path or ReplayBuffer. ``obs``: the task's ``shape_meta`` (its ``obs`` keys are observed,
+    their shapes checked against the data, their units kept) or a list of observation keys.
+    ``obs_sources``: see the module docstring. The train split is the complement of
+    ``get_val_mask(n, val_ratio, seed)``, downsampled to ``max_train_episodes``; ``get_validation_dataset()``
+    gives the held-out episodes.
     """
 
     def __init__(
         self,
         source,
-        obs_keys: Sequence[str],
+        obs: Union[Mapping, Sequence[str]],
         horizon: int = 16,
         n_obs_steps: int = 2,
         pad_before: Optional[int] = None,
@@ -101,32 +113,40 @@ class SequenceDataset(torch.utils.data.Dataset):
         max_train_episodes: Optional[int] = None,
         seed: int = 42,
         task_name: str = "task",
+        obs_sources: Optional[ObsSources] = None,
     ):
         rb = open_buffer(source)
         self.source_name = str(source) if isinstance(source, (str, Path)) else type(source).__name__
+        want = obs if isinstance(obs, Mapping) and "obs" in obs else None
+        obs_keys = list(want["obs"]) if want is not None else list(obs)
+        if not obs_keys:
+            raise DatasetError(f"{task_name}: no observation keys (task.shape_meta.obs is empty)")
         keys = set(rb.keys())
-        unknown = [k for k in obs_keys if k not in OBS_SOURCES]
-        if unknown:
-            raise DatasetError(f"{task_name}: unknown obs keys {unknown}; known: {sorted(OBS_SOURCES)}")
-        need = {"action": ("action",)}
-        need.update({k: OBS_SOURCES[k].needs for k in obs_keys})
-        for what, needs in need.items():
-            missing = [k for k in needs if k not in keys]
+        need = {"action": _source("action", None)}
+        need.update({k: _source(k, obs_sources) for k in obs_keys})
+        for what, src in need.items():
+            missing = [k for k in src.needs if k not in keys]
             if missing:
-                descr = "action (T,2)" if what == "action" else OBS_SOURCES[what].what
                 raise DatasetError(
                     f"dataset {self.source_name} has no key {missing[0]!r} (it has {sorted(keys)}); "
-                    f"task {task_name!r} needs {missing} for {what!r}: {descr}"
+                    f"task {task_name!r} needs {missing} for {what!r}: {src.what}. Record that key, or map "
+                    f"{what!r} to an existing one in task.dataset.obs_sources"
                 )
         n_steps = int(rb.n_steps)
-        raw = {k: _read_array(rb[k], n_steps) for k in sorted({n for ns in need.values() for n in ns})}
-        self.arrays = {k: OBS_SOURCES[k].derive(raw) for k in obs_keys}
-        self.arrays["action"] = np.asarray(raw["action"], dtype=np.float32)
+        raw = {k: _read_array(rb[k], n_steps) for k in sorted({n for src in need.values() for n in src.needs})}
+        self.arrays = {}
+        for k, src in need.items():
+            arr = np.asarray(src.derive(raw))
+            # images stay uint8 HWC in memory (0.7 GB for the reference data instead of 2.8 GB as float32);
+            # conversion to float CHW happens per batch in __getitems__
+            self.arrays[k] = arr if _is_image(arr) else arr.astype(np.float32, copy=False)
         del raw
+        self.obs_keys = obs_keys
+        self.image_keys = frozenset(k for k in obs_keys if _is_image(self.arrays[k]))
+        self._meta = _merge_meta(self._data_meta(), want, self.source_name, task_name)
         self.episode_ends = np.asarray(rb.episode_ends, dtype=np.int64)
         if len(self.episode_ends) == 0:
             raise DatasetError(f"dataset {self.source_name} has no episodes")
-        self.obs_keys = list(obs_keys)
         self.horizon, self.n_obs_steps = int(horizon), int(n_obs_steps)
         self.pad_before = n_obs_steps - 1 if pad_before is None else int(pad_before)
         self.pad_after = n_action_steps - 1 if pad_after is None else int(pad_after)
@@ -158,23 +178,25 @@ class SequenceDataset(torch.utils.data.Dataset):
         from robodiff.data.normalizer import LinearNormalizer
 
         norm = LinearNormalizer()
-        lowdim = {k: v for k, v in self.arrays.items() if k not in IMAGE_KEYS}
+        lowdim = {k: v for k, v in self.arrays.items() if k not in self.image_keys}
         norm.fit(lowdim, mode="limits")
-        for k in self.obs_keys:
-            if k in IMAGE_KEYS:
-                norm.set_image(k)
+        for k in self.image_keys:
+            norm.set_image(k)
         return norm
 
-    def shape_meta(self) -> dict:
-        """Per-step shapes of this dataset's samples, contract 3 style."""
+    def _data_meta(self) -> dict:
         obs = {}
         for k in self.obs_keys:
             shape = self.arrays[k].shape[1:]
-            if k in IMAGE_KEYS:
+            if k in self.image_keys:
                 obs[k] = {"shape": [shape[2], shape[0], shape[1]], "type": "rgb"}
             else:
                 obs[k] = {"shape": list(shape), "type": "lowdim"}
         return {"obs": obs, "action": {"shape": list(self.arrays["action"].shape[1:])}}
+
+    def shape_meta(self) -> dict:
+        """Per-step shapes of this dataset's samples, contract 3 style, with the task's units/frames kept."""
+        return copy.deepcopy(self._meta)
 
     def __len__(self) -> int:
         return len(self.sampler)
@@ -185,7 +207,7 @@ class SequenceDataset(torch.utils.data.Dataset):
         obs = {}
         for k in self.obs_keys:
             x = torch.from_numpy(b[k])
-            if k in IMAGE_KEYS:  # (B, T, H, W, C) uint8 -> (B, T, C, H, W) float in [0, 1]
+            if k in self.image_keys:  # (B, T, H, W, C) uint8 -> (B, T, C, H, W) float in [0, 1]
                 x = x.permute(0, 1, 4, 2, 3).float().div_(255.0)
             obs[k] = x
         return {"obs": obs, "action": torch.from_numpy(b["action"])}
@@ -220,20 +242,24 @@ def make_loader(dataset: torch.utils.data.Dataset, batch_size: int, shuffle: boo
     )
 
 
-# Named task presets: the obs keys each PushT variant uses (contract 3).
-PUSHT_OBS_KEYS = {
-    "lowdim": ("keypoint",),
-    "keypoints": ("keypoint",),
-    "state": ("state",),
-    "image": ("image", "agent_pos"),
-}
-
-
-class PushTDataset(SequenceDataset):
-    """PushT windows for obs_type "lowdim"/"keypoints" (keypoint 20), "state" (5) or "image" (image + agent_pos)."""
-
-    def __init__(self, source, obs_type: str = "lowdim", **kwargs):
-        if obs_type not in PUSHT_OBS_KEYS:
-            raise DatasetError(f"PushTDataset: obs_type {obs_type!r} unknown; choose one of {sorted(PUSHT_OBS_KEYS)}")
-        kwargs.setdefault("task_name", f"pusht_{obs_type}")
-        super().__init__(source, PUSHT_OBS_KEYS[obs_type], **kwargs)
+def _merge_meta(got: dict, want: Optional[Mapping], path, task_name: str) -> dict:
+    """The data's shapes, checked against the task's ``shape_meta``, with the task's extra fields (units,
+    frame, meaning of the action, ...) added; without a task shape_meta the data's own."""
+    if want is None:
+        return got
+    out = {"obs": {}, "action": dict(got["action"])}
+    for key, spec in want["obs"].items():
+        have = got["obs"][key]
+        if list(have["shape"]) != list(spec.get("shape", have["shape"])):
+            raise DatasetError(f"dataset {path}: obs {key!r} has per-step shape {have['shape']}, "
+                               f"task {task_name!r} expects {list(spec['shape'])} (task.shape_meta)")
+        if spec.get("type", have["type"]) != have["type"]:
+            raise DatasetError(f"dataset {path}: obs {key!r} is {have['type']} data (per-step shape "
+                               f"{have['shape']}), task {task_name!r} declares type {spec['type']!r}")
+        out["obs"][key] = {**dict(spec), **have}
+    spec = want.get("action", {})
+    if list(got["action"]["shape"]) != list(spec.get("shape", got["action"]["shape"])):
+        raise DatasetError(f"dataset {path}: action has shape {got['action']['shape']}, "
+                           f"task {task_name!r} expects {list(spec['shape'])}")
+    out["action"] = {**dict(spec), **got["action"]}
+    return out

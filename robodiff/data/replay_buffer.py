@@ -7,10 +7,16 @@ Layout (the reference's, so its data opens as is)::
 
 Why the write order matters: an episode is committed by appending its end index to
 ``meta/episode_ends``, which happens only after every data array holds its rows.  zarr's
-LocalStore writes each chunk and metadata file atomically (temp file + rename), so a writer
-killed at any point leaves every committed episode intact; at worst the data arrays are
+LocalStore writes each chunk and metadata file atomically (temp file + rename) from zarr-python
+3.1.3 on (zarr-python PR #3412; earlier 3.x versions truncate and rewrite files in place), so a
+writer killed at any point leaves every committed episode intact; at worst the data arrays are
 longer than ``episode_ends[-1]`` (a *partial tail*), which :meth:`ReplayBuffer.open` detects,
-reports and trims.
+reports and, in append mode, trims.  Appending with an older zarr is refused.
+
+Anything else that disagrees with ``meta/episode_ends`` -- an array shorter than the last
+episode end, episode ends that do not increase -- cannot come from an interrupted append: it is
+*corruption* and raises :class:`ReplayBufferCorruptError` in read and append mode alike, without
+writing anything; ``robodiff data repair SRC DST`` (:func:`repair`) writes a repaired copy.
 
 Two backends share one API: a zarr group (a directory store, zip store or zarr's memory
 store) and plain numpy arrays for fast in-memory sampling (:meth:`copy_to_memory`).
@@ -18,6 +24,7 @@ store) and plain numpy arrays for fast in-memory sampling (:meth:`copy_to_memory
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import shutil
@@ -35,10 +42,32 @@ log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 2 << 20  # ~2 MiB of raw data per chunk: cheap to rewrite on append, big enough to compress well
 MAX_CHUNK_STEPS = 16384
+ATOMIC_ZARR = (3, 1, 3)  # first zarr-python whose LocalStore writes every file atomically
 
 
 class ReplayBufferError(ValueError):
     """Bad input to or from a replay buffer. The message names the key/path and the fix."""
+
+
+class ReplayBufferCorruptError(ReplayBufferError):
+    """A store whose arrays disagree with ``meta/episode_ends`` in a way no interrupted append leaves."""
+
+
+def require_atomic_zarr(version: str | None = None) -> None:
+    """Refuse to write with a zarr-python older than 3.1.3: its non-atomic chunk writes could leave a
+    half-written chunk of *committed* episodes after a crash, which no recovery can tell apart."""
+    version = zarr.__version__ if version is None else version
+    parts = []
+    for p in version.split(".")[:3]:
+        digits = "".join(itertools.takewhile(str.isdigit, p))
+        parts.append(int(digits or 0))
+    if tuple(parts) < ATOMIC_ZARR:
+        need = ".".join(map(str, ATOMIC_ZARR))
+        raise ReplayBufferError(
+            f"zarr {version} is installed; writing a replay buffer needs zarr>={need}, whose stores write "
+            f"each chunk atomically (older versions rewrite chunks in place, so a crash can damage committed "
+            f"episodes). Fix: pip install 'zarr>={need}'"
+        )
 
 
 def default_compressor() -> BloscCodec:
@@ -97,6 +126,7 @@ class ReplayBuffer:
         self.path = path
         self.recovered_tail: dict[str, int] = {}
         self._n_committed = 0
+        self._attrs: dict = {}  # numpy backend's attrs
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -112,6 +142,7 @@ class ReplayBuffer:
                     "or pass overwrite=True to replace it"
                 )
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+        require_atomic_zarr()
         root = zarr.open_group(_open_store(path, "w"), mode="w", zarr_format=3)
         root.create_group("data")
         meta = root.create_group("meta")
@@ -124,7 +155,8 @@ class ReplayBuffer:
         """Open an existing buffer: ``mode='r'`` read-only, ``'a'`` to append.
 
         Reads zarr format 2 (the reference's data) and 3, directories and ``.zip`` files.
-        A partial tail left by a killed writer is reported and, in ``'a'`` mode, trimmed.
+        A partial tail left by a killed writer is reported and, in ``'a'`` mode, trimmed; a corrupt
+        store raises :class:`ReplayBufferCorruptError` and is not touched.
         """
         if mode not in ("r", "a"):
             raise ReplayBufferError(f"mode must be 'r' (read) or 'a' (append), got {mode!r}")
@@ -139,6 +171,8 @@ class ReplayBuffer:
                 f"{path} is a zip store, which cannot be appended to safely; convert it first: "
                 f"robodiff data convert {path} {path.with_suffix('.zarr')}"
             )
+        if mode == "a":
+            require_atomic_zarr()
         try:
             root = zarr.open_group(_open_store(path, mode), mode="r" if mode == "r" else "r+")
         except Exception as exc:  # zarr raises several types for "not a zarr store"
@@ -162,47 +196,38 @@ class ReplayBuffer:
 
     # ------------------------------------------------------------------ crash recovery
     def _recover(self) -> None:
-        """Detect (and in append mode trim) what a killed writer left after the last commit."""
+        """Detect (and in append mode trim) what a killed writer left after the last commit; refuse
+        corruption before writing anything."""
         ends_arr = self._group["meta/episode_ends"]
-        ends = np.asarray(ends_arr[:], dtype=np.int64)
         data = self._group["data"]
         lengths = {k: data[k].shape[0] for k in data.array_keys()}
-        # Valid prefix of episode_ends: strictly increasing, positive, within every data array.
-        limit = min(lengths.values()) if lengths else 0
-        ok = len(ends)
-        prev = 0
-        for i, e in enumerate(ends):
-            if e <= prev or e > limit:
-                ok = i
-                break
-            prev = e
-        n_steps = int(ends[ok - 1]) if ok else 0
-        bad_ends = len(ends) - ok
+        ok = check_consistency(np.asarray(ends_arr[:], dtype=np.int64), lengths, self.path)
+        n_steps = int(ends_arr[ok - 1]) if ok else 0
+        bad_ends = ends_arr.shape[0] - ok
         self.recovered_tail = {k: n - n_steps for k, n in lengths.items() if n != n_steps}
         if bad_ends:
             self.recovered_tail["meta/episode_ends"] = bad_ends
+        self._n_committed = ok
         if not self.recovered_tail:
-            self._n_committed = ok
             return
         msg = (f"replay buffer {self.path}: found an uncommitted partial tail from an interrupted write "
                f"(extra rows per array: {self.recovered_tail}); the {ok} committed episodes are intact")
         if self.read_only:
             warnings.warn(msg + "; open with mode='a' to trim it", stacklevel=3)
+            return
+        warnings.warn(msg + "; trimmed it", stacklevel=3)
+        if bad_ends:
+            ends_arr.resize((ok,))
+        if ok == 0:  # nothing committed: drop half-created arrays so keys can be chosen afresh
+            for k in list(data.array_keys()):
+                del data[k]
         else:
-            warnings.warn(msg + "; trimmed it", stacklevel=3)
-            if bad_ends:
-                ends_arr.resize((ok,))
-            if ok == 0:  # nothing committed: drop half-created arrays so keys can be chosen afresh
-                for k in list(data.array_keys()):
-                    del data[k]
-            else:
-                for k, n in lengths.items():
-                    if n != n_steps:
-                        data[k].resize((n_steps, *data[k].shape[1:]))
-            if self.path is not None and self.path.is_dir():
-                for partial in self.path.rglob("*.partial"):
-                    partial.unlink(missing_ok=True)
-        self._n_committed = ok
+            for k, n in lengths.items():
+                if n != n_steps:
+                    data[k].resize((n_steps, *data[k].shape[1:]))
+        if self.path is not None and self.path.is_dir():
+            for partial in self.path.rglob("*.partial"):
+                partial.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------ reading
     @property
@@ -213,6 +238,12 @@ class ReplayBuffer:
         if self._columns is not None:
             return list(self._columns)
         return sorted(self._group["data"].array_keys())
+
+    @property
+    def attrs(self):
+        """Dataset-level metadata (e.g. fps and task strings of an imported LeRobot dataset): a mutable
+        mapping of JSON values, stored as the zarr root group's attributes; kept by copies and saves."""
+        return self._attrs if self._group is None else self._group.attrs
 
     def __contains__(self, key: str) -> bool:
         return key in self.keys()
@@ -420,12 +451,15 @@ class ReplayBuffer:
             columns[k] = col
         ends = _NumpyColumn((), np.int64)
         ends.append(self.episode_ends)
-        return ReplayBuffer(columns=columns, ends=ends)
+        out = ReplayBuffer(columns=columns, ends=ends)
+        out.attrs.update(dict(self.attrs))
+        return out
 
     def save(self, path: str | os.PathLike, overwrite: bool = False,
              chunks: Mapping[str, tuple] | None = None,
-             compressors: Mapping[str, object] | None = None) -> "ReplayBuffer":
-        """Write a complete copy to ``path`` (a directory, or a ``.zip`` file).
+             compressors: Mapping[str, object] | None = None,
+             keys: Iterable[str] | None = None) -> "ReplayBuffer":
+        """Write a complete copy to ``path`` (a directory, or a ``.zip`` file); ``keys``: only these arrays.
 
         Written under a temporary name and renamed at the end, so an interrupted save never
         leaves a half-written buffer at ``path``.
@@ -437,9 +471,10 @@ class ReplayBuffer:
         try:
             # Each array is written once, whole: zip stores cannot rewrite a member.
             root = zarr.open_group(_open_store(tmp, "w"), mode="w", zarr_format=3)
+            root.attrs.update(dict(self.attrs))
             data = root.create_group("data")
             n = self.n_steps
-            for k in self.keys():
+            for k in self.keys() if keys is None else keys:
                 src = self[k]
                 step_shape = tuple(src.shape[1:])
                 dst = data.create_array(
@@ -497,3 +532,72 @@ def _describe_codecs(arr) -> str:
         detail = ", ".join(str(x) for x in (cname, f"clevel={clevel}" if clevel is not None else None, shuffle) if x is not None)
         parts.append(f"{name}({detail})" if detail else name)
     return " + ".join(parts) or "none"
+
+
+def check_consistency(ends: np.ndarray, lengths: Mapping[str, int], path=None) -> int:
+    """The number of committed episodes, after telling a partial tail from corruption.
+
+    What an interrupted :meth:`ReplayBuffer.add_episode` can leave: data rows beyond the last committed end
+    (data arrays are appended before the commit) and trailing ``episode_ends`` entries still at the fill
+    value 0 (the array was grown but its chunk not yet written). Anything else raises
+    :class:`ReplayBufferCorruptError` naming the key, the lengths and the fix.
+    """
+    ends = np.asarray(ends, dtype=np.int64)
+    n = len(ends)
+    while n and ends[n - 1] == 0:  # an end grown but not yet written: uncommitted
+        n -= 1
+    fix = (f"; nothing was changed. Write a repaired copy with `robodiff data repair {path or 'SRC'} DST` "
+           f"(keeps the episodes every array holds) and use that")
+    steps = np.diff(ends[:n], prepend=0)
+    if n and (steps <= 0).any():
+        i = int(np.argmax(steps <= 0))
+        before = int(ends[i - 1]) if i else 0
+        raise ReplayBufferCorruptError(
+            f"replay buffer {path}: meta/episode_ends is not increasing: episode {i} ends at {int(ends[i])} "
+            f"after {before} (episode_ends[:{min(n, i + 3)}] = {ends[:min(n, i + 3)].tolist()}); an "
+            f"interrupted write cannot leave this, the store is corrupt{fix}")
+    last = int(ends[n - 1]) if n else 0
+    short = {k: m for k, m in lengths.items() if m < last}
+    if short:
+        k, m = min(short.items(), key=lambda kv: kv[1])
+        raise ReplayBufferCorruptError(
+            f"replay buffer {path}: data/{k} has {m} rows but meta/episode_ends commits {n} episodes ending at "
+            f"step {last} (all lengths: {dict(lengths)}); an interrupted write cannot leave an array shorter "
+            f"than the committed episodes, the store is corrupt{fix}")
+    return n
+
+
+def repair(src: str | os.PathLike, dst: str | os.PathLike, drop_keys: Iterable[str] = (),
+           overwrite: bool = False) -> tuple["ReplayBuffer", dict]:
+    """Write a consistent copy of a (possibly corrupt) buffer to ``dst``; ``src`` is only read.
+
+    Keeps the longest run of episodes whose ends increase and that every kept array holds completely,
+    i.e. the committed episodes a reader can trust; ``drop_keys`` leaves arrays out first (e.g. the one
+    that lost rows, to keep every episode). Returns the new buffer and a report of what was dropped.
+    """
+    src, dst = Path(src), Path(dst)
+    if src.resolve() == dst.resolve():
+        raise ReplayBufferError(f"repair writes a copy: DST must differ from SRC ({src})")
+    if not src.exists():
+        raise ReplayBufferError(f"replay buffer {src} does not exist; check the path")
+    root = zarr.open_group(_open_store(src, "r"), mode="r")
+    if "data" not in root or "meta" not in root or "episode_ends" not in root["meta"]:
+        raise ReplayBufferError(f"{src} is not a replay buffer: it needs data/<key> arrays and meta/episode_ends")
+    data = root["data"]
+    unknown = sorted(set(drop_keys) - set(data.array_keys()))
+    if unknown:
+        raise ReplayBufferError(f"--drop-key {unknown}: {src} has no such keys (it has {sorted(data.array_keys())})")
+    keys = [k for k in sorted(data.array_keys()) if k not in set(drop_keys)]
+    lengths = {k: data[k].shape[0] for k in keys}
+    ends = np.asarray(root["meta/episode_ends"][:], dtype=np.int64)
+    limit = min(lengths.values()) if lengths else 0
+    kept, prev = 0, 0
+    for e in ends:
+        if e <= prev or e > limit:
+            break
+        kept, prev = kept + 1, int(e)
+    view = ReplayBuffer(group=root, read_only=True, path=src)  # not opened: open() would refuse it
+    view._n_committed = kept
+    report = {"episodes_in": int(len(ends)), "episodes_kept": kept, "steps_kept": prev,
+              "dropped_keys": sorted(drop_keys), "lengths": lengths}
+    return view.save(dst, overwrite=overwrite, keys=keys), report

@@ -5,15 +5,24 @@ Policy training composes this with ``robodiff.training.train``; the training loo
 
 from __future__ import annotations
 
-from robodiff.data.datasets import DatasetError, SequenceDataset
+from robodiff.data.datasets import DatasetError, ObsSources, SequenceDataset
 
 
-def dataset_from_config(cfg: dict) -> SequenceDataset:
-    """The task's windows: obs keys from ``task.shape_meta``, window sizes from the top-level config."""
+def dataset_from_config(cfg: dict, obs_sources: ObsSources | None = None) -> SequenceDataset:
+    """The task's windows: obs keys, shapes and units from ``task.shape_meta``, window sizes from the top-level
+    config. ``obs_sources`` (robodiff.data.datasets): where derived observation keys come from; a task config
+    that names them as ``"module:attr"`` (task.dataset.obs_sources) is resolved by the caller, the
+    composition root (policies/train.py), since robodiff imports no task package."""
     task, ds = cfg["task"], cfg["task"]["dataset"]
-    dataset = SequenceDataset(
+    if obs_sources is None:
+        obs_sources = ds.get("obs_sources")
+        if isinstance(obs_sources, str):
+            raise DatasetError(f"task {task['name']!r}: task.dataset.obs_sources names {obs_sources!r}; resolve it "
+                               f"and pass the mapping: dataset_from_config(cfg, obs_sources=...) (policies/train.py "
+                               f"does)")
+    return SequenceDataset(
         ds["path"],
-        obs_keys=list(task["shape_meta"]["obs"]),
+        task["shape_meta"],
         horizon=cfg["horizon"],
         n_obs_steps=cfg["n_obs_steps"],
         n_action_steps=cfg["n_action_steps"],
@@ -21,17 +30,5 @@ def dataset_from_config(cfg: dict) -> SequenceDataset:
         max_train_episodes=ds.get("max_train_episodes"),
         seed=ds.get("seed", 42),
         task_name=task["name"],
+        obs_sources=obs_sources,
     )
-    check_shape_meta(dataset.shape_meta(), task["shape_meta"], ds["path"], task["name"])
-    return dataset
-
-
-def check_shape_meta(got: dict, want: dict, path, task_name: str) -> None:
-    """The buffer's per-step shapes must be the ones the task (and so the policy) was configured for."""
-    for key, spec in want["obs"].items():
-        if list(got["obs"][key]["shape"]) != list(spec["shape"]):
-            raise DatasetError(f"dataset {path}: obs {key!r} has per-step shape {got['obs'][key]['shape']}, "
-                               f"task {task_name!r} expects {list(spec['shape'])} (task.shape_meta)")
-    if list(got["action"]["shape"]) != list(want["action"]["shape"]):
-        raise DatasetError(f"dataset {path}: action has shape {got['action']['shape']}, "
-                           f"task {task_name!r} expects {list(want['action']['shape'])}")

@@ -3,7 +3,10 @@
 The default trunk is robomimic's (ResNet18 conv trunk -> SpatialSoftmax keypoints -> Linear), the reference's
 image encoder, with BatchNorm replaced by GroupNorm (batch statistics interact badly with EMA weights and
 small batches). Images are randomly cropped in training and center-cropped in evaluation by robomimic's
-CropRandomizer. ``backbone="resnet18"`` uses a plain torchvision ResNet18 (global average pool + Linear) instead.
+CropRandomizer. ``backbone="resnet18"`` uses a plain torchvision ResNet18 (global average pool + Linear) instead;
+``backbone="shallow"`` robomimic's ShallowConv (4 conv layers, 35k parameters; ~3x cheaper than the ResNet18
+trunk, for CPU training). ``resize_shape`` first resizes the camera image inside the encoder (antialiased), so
+a policy can train and run at a lower resolution than the camera delivers, identically in both.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import warnings
 import torch
 from torch import nn
 
-BACKBONES = ("robomimic", "resnet18")
+BACKBONES = ("robomimic", "resnet18", "shallow")
 
 
 def _robomimic_obs_core():
@@ -42,12 +45,16 @@ class ImageEncoder(nn.Module):
     """(N, C, H, W) images in [-1, 1] -> (N, feature_dim) features for one camera."""
 
     def __init__(self, shape, backbone: str = "robomimic", crop_shape=(84, 84), num_keypoints: int = 32,
-                 feature_dim: int = 64):
+                 feature_dim: int = 64, resize_shape=None):
         super().__init__()
         if backbone not in BACKBONES:
             raise ValueError(f"unknown vision backbone {backbone!r}; choose one of {list(BACKBONES)}")
         obs_core = _robomimic_obs_core()
         C, H, W = shape
+        self.resize = tuple(int(s) for s in resize_shape) if resize_shape is not None else None
+        if self.resize is not None:
+            H, W = self.resize
+            shape = (C, H, W)
         self.crop = None
         if crop_shape is not None:
             ch, cw = crop_shape
@@ -58,10 +65,11 @@ class ImageEncoder(nn.Module):
         with warnings.catch_warnings():
             # robomimic builds torchvision's resnet18 with the deprecated `pretrained=False`
             warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
-            if backbone == "robomimic":
-                net = obs_core.VisualCore(input_shape=[C, H, W], backbone_class="ResNet18Conv",
-                                 backbone_kwargs={"pretrained": False}, pool_class="SpatialSoftmax",
-                                 pool_kwargs={"num_kp": num_keypoints}, feature_dimension=feature_dim)
+            if backbone in ("robomimic", "shallow"):
+                trunk = {"backbone_class": "ResNet18Conv", "backbone_kwargs": {"pretrained": False}} \
+                    if backbone == "robomimic" else {"backbone_class": "ShallowConv", "backbone_kwargs": {}}
+                net = obs_core.VisualCore(input_shape=[C, H, W], **trunk, pool_class="SpatialSoftmax",
+                                          pool_kwargs={"num_kp": num_keypoints}, feature_dimension=feature_dim)
             else:
                 import torchvision
 
@@ -72,6 +80,8 @@ class ImageEncoder(nn.Module):
         self.feature_dim = feature_dim
 
     def forward(self, img: torch.Tensor) -> torch.Tensor:
+        if self.resize is not None and tuple(img.shape[-2:]) != self.resize:
+            img = nn.functional.interpolate(img, size=self.resize, mode="bilinear", antialias=True, align_corners=False)
         if self.crop is not None:
             img = self.crop.forward_in(img)  # random crop in train mode, center crop in eval mode
         feat = self.net(img)
@@ -86,7 +96,7 @@ class ObsEncoder(nn.Module):
     """
 
     def __init__(self, obs_shapes: dict[str, tuple[tuple[int, ...], str]], backbone: str = "robomimic",
-                 crop_shape=(84, 84), num_keypoints: int = 32, feature_dim: int = 64):
+                 crop_shape=(84, 84), num_keypoints: int = 32, feature_dim: int = 64, resize_shape=None):
         super().__init__()
         self.obs_shapes = {k: (tuple(s), typ) for k, (s, typ) in obs_shapes.items()}
         self.image_encoders = nn.ModuleDict()
@@ -95,7 +105,8 @@ class ObsEncoder(nn.Module):
             if typ == "rgb":
                 if len(shape) != 3:
                     raise ValueError(f"rgb observation {key!r} must have shape (C, H, W), got {list(shape)}")
-                self.image_encoders[key] = ImageEncoder(shape, backbone, crop_shape, num_keypoints, feature_dim)
+                self.image_encoders[key] = ImageEncoder(shape, backbone, crop_shape, num_keypoints, feature_dim,
+                                                        resize_shape)
                 self.feature_dim += feature_dim
             elif typ == "lowdim":
                 self.feature_dim += int(torch.Size(shape).numel())

@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from shapely.geometry import LineString, Point
 
+from envs.pusht.protocol import SUCCESS_THRESHOLD
 from envs.ur5e_pusht.model import GOAL_POSE_PX, PX, PUSHER_RADIUS, T_CENTROID_PX, table_to_px
 from envs.ur5e_pusht.sim import t_polygon_px
 
@@ -38,7 +39,7 @@ def pose_error(pose, goal=GOAL_POSE_PX) -> float:
     return float(np.hypot(*(_centroid(pose) - _centroid(goal))) + ANGLE_WEIGHT * abs(_wrap(pose[2] - goal[2])))
 
 
-class PushTExpert:
+class PushPlanner:
     """``target(block_pose_px, tip_px) -> target_px`` once per control step."""
 
     def __init__(self, stroke: float = 24.0, clearance: float = 8.0):
@@ -149,8 +150,8 @@ class PushTExpert:
         return nodes[j]
 
 
-class ExpertTeleop:
-    """Teleop device driven by :class:`PushTExpert` on the twin's ground truth. Button 0 when the T covers the
+class ScriptedOperator:
+    """Teleop device driven by :class:`PushPlanner` on the twin's ground truth. Button 0 when the T covers the
     goal (``success_coverage``) or after ``max_s``.
 
     Like a person watching the cursor rather than the lagging arm, it steers a *pointer*: its own copy of the
@@ -158,13 +159,13 @@ class ExpertTeleop:
     square), and plans from the pointer; the arm follows the pointer ~2 control steps later."""
 
     def __init__(self, twin, max_speed: float, control_dt: float = 0.1, tau: float = 0.25,
-                 success_coverage: float = 0.95, max_s: float = 90.0):
+                 success_coverage: float = SUCCESS_THRESHOLD, max_s: float = 90.0):
         from real_robot.teleop import TeleopState
 
         self._state_cls = TeleopState
         self.twin, self.max_speed, self.tau = twin, max_speed, tau
         self.success_coverage, self.max_s = success_coverage, max_s
-        self.expert = PushTExpert()
+        self.planner = PushPlanner()
         self.control_dt = control_dt
         self.pointer = None
         self.t0 = None
@@ -179,7 +180,7 @@ class ExpertTeleop:
         if self.pointer is None:
             self.pointer = table_to_px(truth["tcp_pose"][:2])
         settled = np.linalg.norm(table_to_px(truth["tcp_pose"][:2]) - self.pointer) < 3.0
-        target = self.expert.target(truth["block_pose_px"], self.pointer, settled)
+        target = self.planner.target(truth["block_pose_px"], self.pointer, settled)
         vel = (target - self.pointer) * PX / self.tau  # m/s
         axes = np.zeros(6)
         axes[:2] = np.clip(vel / self.max_speed, -1, 1)

@@ -1,0 +1,39 @@
+"""Where a twin is reached: the UR controller's fixed TCP ports on the twin's loopback address, and the names
+and layouts of its shared-memory rings (cameras, ground truth). Imported by the twin and by its clients."""
+
+from __future__ import annotations
+
+import numpy as np
+
+RTDE_PORT, DASHBOARD_PORT, PRIMARY_PORT, SECONDARY_PORT = 30004, 29999, 30002, 30003
+
+
+def camera_ring_name(host: str, camera: str) -> str:
+    """Shared-memory name of a twin camera's ring (one twin per loopback address)."""
+    return f"robodiff_twin_{host.replace('.', '_')}_{camera}"
+
+
+def camera_ring_spec(image_hw: tuple[int, int]) -> dict:
+    return {"color": ((*image_hw, 3), np.uint8), "step": ((), np.int64)}
+
+
+def truth_ring_name(host: str) -> str:
+    """Ground truth of the simulated scene (block pose, coverage): the twin's stand-in for a motion-capture
+    system, used to score episodes; a policy never sees it."""
+    return f"robodiff_twin_{host.replace('.', '_')}_truth"
+
+
+TRUTH_RING_SPEC = {"block_pose_px": ((3,), np.float64), "coverage": ((), np.float64),
+                   "tcp_pose": ((6,), np.float64), "block_lifted": ((), np.bool_)}
+
+
+def unlink_stale(name: str) -> None:
+    """A twin killed with SIGKILL leaves its ring behind; a new twin on the same address replaces it."""
+    from multiprocessing import shared_memory
+
+    try:
+        old = shared_memory.SharedMemory(name=name)
+    except FileNotFoundError:
+        return
+    old.close()
+    old.unlink()
