@@ -1,0 +1,39 @@
+"""The published lowdim PushT policy (policies/published/) loads with the eval loader and predicts."""
+
+import numpy as np
+import torch
+
+from policies.published import PUSHT_LOWDIM
+
+
+def test_published_file_is_small_and_fp16():
+    from robodiff.training.checkpoint import load_checkpoint
+
+    assert PUSHT_LOWDIM.stat().st_size <= 10 * 2**20
+    ckpt = load_checkpoint(PUSHT_LOWDIM)
+    assert ckpt["ema_model"] is None and "optimizer" not in ckpt  # weights for inference only
+    dtypes = {k: v.dtype for k, v in ckpt["model"].items() if v.is_floating_point()}
+    assert all(d == torch.float16 for k, d in dtypes.items() if k.startswith("denoiser."))
+    assert all(d == torch.float32 for k, d in dtypes.items() if k.startswith("normalizer."))
+    assert ckpt["config"]["task"]["name"] == "pusht_lowdim"
+
+
+def test_published_policy_predicts_a_chunk_in_the_board_from_a_test_start(one_thread):
+    from envs.pusht.env import PushTEnv
+    from policies.loading import load_policy
+
+    policy, ckpt = load_policy(PUSHT_LOWDIM, device="cpu")
+    assert next(policy.parameters()).dtype == torch.float32  # fp16 storage, float32 compute
+    env = PushTEnv(obs_type="keypoints", render_mode=None)
+    obs, _ = env.reset(seed=100000)
+    history = torch.from_numpy(np.stack([obs, obs]).astype(np.float32))[None]  # (1, n_obs_steps=2, 20)
+    out = policy.predict_action({"keypoint": history}, generator=torch.Generator().manual_seed(0))
+    again = policy.predict_action({"keypoint": history}, generator=torch.Generator().manual_seed(0))
+    action = out["action"]
+    assert action.shape == (1, 8, 2) and torch.isfinite(action).all()
+    assert torch.equal(action, again["action"])  # same noise seed, same chunk
+    # targets lie on the 512 x 512 board (the normalizer's range, widened by the sampler's clipping)
+    assert (action >= -5).all() and (action <= 517).all()
+    # a policy that learned something moves its first target toward the agent's neighbourhood, not anywhere
+    agent = torch.from_numpy(obs[-2:].astype(np.float32))
+    assert torch.linalg.norm(action[0, 0] - agent) < 150
