@@ -40,6 +40,18 @@ def reference_size_policy(like):
     return big.eval()
 
 
+def typical_obs(policy) -> dict:
+    """A batch-1 observation history in the middle of the data's range (latency does not depend on values;
+    policies imports no env to draw a real one)."""
+    obs = {}
+    for key, (shape, typ) in policy.obs_shapes.items():
+        if typ == "rgb":
+            obs[key] = torch.full((1, policy.n_obs_steps, *shape), 0.5)
+        else:
+            obs[key] = policy.normalizer[key].unnormalize(torch.zeros(1, policy.n_obs_steps, *shape))
+    return obs
+
+
 def latency_ms(rows, obs, threads: int, repeats: int) -> list[float]:
     """Median ms per chunk of each (policy, sampler, steps) row at ``threads`` torch threads, interleaved."""
     torch.set_num_threads(threads)
@@ -68,9 +80,6 @@ def add_arguments(ap) -> None:
 
 
 def run(args) -> int:
-    import gymnasium as gym
-    import numpy as np
-
     from policies.evaluate import evaluate
     from policies.loading import load_policy
 
@@ -82,9 +91,7 @@ def run(args) -> int:
         student, _ = load_policy(args.student, device="cpu")
         rows += [("student", args.student, student, n, s) for n, s in STUDENT_SAMPLERS]
     rows.append(("reference-size UNet (65.8M, untrained)", None, reference_size_policy(teacher), "ddim", 10))
-    # gymnasium's "module:id" form imports the env package that registers the id (policies import no env)
-    obs0, _ = gym.make("envs.pusht:robodiff/PushT-v0", obs_type="keypoints", render_mode=None).reset(seed=100000)
-    obs = {"keypoint": torch.from_numpy(np.stack([obs0, obs0]).astype(np.float32))[None]}
+    obs = typical_obs(teacher)
     threads = [int(t) for t in args.threads.split(",")]
     lat = {t: latency_ms([(p, n, s) for _, _, p, n, s in rows], obs, t, args.repeats) for t in threads}
 
