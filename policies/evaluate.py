@@ -56,6 +56,7 @@ def evaluate(checkpoint, output, n_seeds=None, start_seed=None, sampler=None, st
         "n_seeds": len(result["per_seed"]),
         "mean_score": float(result["mean_score"]),
         "success_rate": float(result["success_rate"]),
+        **intervals(result["per_seed"]),
         "sampler": name,
         "steps": n_steps,
         "latency_ms_per_chunk": float(result["latency_ms_per_chunk"]),
@@ -76,13 +77,32 @@ def evaluate(checkpoint, output, n_seeds=None, start_seed=None, sampler=None, st
     return metrics
 
 
+def intervals(per_seed: list) -> dict:
+    """95% intervals over the evaluated seeds: Wilson's for the success rate (scipy's binomtest; it stays inside
+    [0, 1] and is honest at 0/50 or 50/50, unlike the normal approximation) and a normal-approximation interval
+    (1.96 standard errors) for the mean score."""
+    import numpy as np
+    from scipy.stats import binomtest
+
+    n = len(per_seed)
+    wins = sum(bool(r["success"]) for r in per_seed)
+    ci = binomtest(wins, n).proportion_ci(confidence_level=0.95, method="wilson")
+    scores = np.array([r["max_reward"] for r in per_seed], dtype=float)
+    half = 1.96 * scores.std(ddof=1) / np.sqrt(n) if n > 1 else float("nan")
+    return {"success_ci95": [float(ci.low), float(ci.high)],
+            "mean_score_ci95": [float(scores.mean() - half), float(scores.mean() + half)]}
+
+
 def summary_table(metrics: dict, max_rows: int = 60) -> str:
     rows = ["| seed | max reward | max coverage | success | steps |", "|---|---|---|---|---|"]
     for r in metrics["per_seed"][:max_rows]:
         rows.append(f"| {r['seed']} | {r['max_reward']:.3f} | {r['max_coverage']:.3f} | "
                     f"{'yes' if r['success'] else 'no'} | {r['n_steps']} |")
     rows.append("")
-    rows.append(f"mean_score {metrics['mean_score']:.3f}  success_rate {metrics['success_rate']:.2f}  "
+    lo, hi = metrics["success_ci95"]
+    s_lo, s_hi = metrics["mean_score_ci95"]
+    rows.append(f"mean_score {metrics['mean_score']:.3f} (95% {s_lo:.3f}-{s_hi:.3f})  "
+                f"success_rate {metrics['success_rate']:.2f} (95% Wilson {lo:.2f}-{hi:.2f})  "
                 f"({metrics['n_seeds']} seeds, {metrics['sampler']}-{metrics['steps']}, "
                 f"{metrics['latency_ms_per_chunk']:.0f} ms/chunk on {metrics['device']}, "
                 f"{metrics['eval_wall_s']:.0f} s)")

@@ -57,6 +57,18 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     add_station_args(ap)
 
 
+PROGRESS_FIRST, PROGRESS_EVERY = 10, 50  # control steps: first progress line (1 s at 10 Hz), then every 5 s
+
+
+def progress_printer(episode: int):
+    """An on_step hook printing a line after PROGRESS_FIRST recorded steps and every PROGRESS_EVERY after, so a
+    person (or a test) can see the episode is under way."""
+    def on_step(step: int, obs) -> None:
+        if step + 1 == PROGRESS_FIRST or (step + 1) % PROGRESS_EVERY == 0:
+            print(f"  episode {episode}: {step + 1} steps recorded", flush=True)
+    return on_step
+
+
 def run(args) -> int:
     if args.min_coverage is None:
         args.min_coverage = 0.8 if args.teleop == "expert" else 0.0
@@ -89,7 +101,7 @@ def run(args) -> int:
             discard = False
             try:
                 report = run_teleop(station, teleop, estop, max_speed=args.max_speed,
-                                    max_duration=args.duration)
+                                    max_duration=args.duration, on_step=progress_printer(rb.n_episodes))
             except KeyboardInterrupt:
                 estop.trip("Ctrl-C")
                 station.hold()

@@ -79,7 +79,7 @@ def command_parser(module: str, prog: str | None = None) -> argparse.ArgumentPar
 def script_main(module: str, argv: list[str] | None = None) -> int:
     """A command module as a standalone script (scripts/*.py): the same arguments, behaviour and error handling
     as its ``robodiff`` command."""
-    return _run(command_parser(module).parse_args(argv))
+    return _run(command_parser(module).parse_intermixed_args(argv))
 
 
 def _registrars():
@@ -111,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unrecognized arguments: {' '.join(rest)}")
         return _run(args)
     prog, module = args._command  # a command registered with add_command: its module parses the rest
-    return _run(command_parser(module, prog).parse_args(rest))
+    return _run(command_parser(module, prog).parse_intermixed_args(rest))
 
 
 def _run(args) -> int:

@@ -71,6 +71,8 @@ def test_collect_train_kill_resume_eval(tmp_path):
         assert key in metrics
     assert metrics["sampler"] == "ddim" and metrics["steps"] == 2 and len(metrics["per_seed"]) == 2
     assert 0.0 <= metrics["mean_score"] <= 1.0
+    lo, hi = metrics["success_ci95"]
+    assert 0.0 <= lo <= metrics["success_rate"] <= hi <= 1.0
     card = (ev / "card.md").read_text()  # the model card beside metrics.json, with the command that made it
     assert metrics["task"] in card and "--n-seeds 2 --start-seed" in card and "ddim with 2 denoising steps" in card
     video = Path(metrics["videos"][0])
