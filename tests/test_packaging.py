@@ -102,3 +102,13 @@ def test_scripts_are_thin_entry_points():
         assert "sys.path" not in text, p
         imported = set(re.findall(r"^\s*(?:from|import)\s+(\w+)", text, re.M))
         assert not imported & names, f"{p} imports a script: {imported & names}"
+
+
+def test_help_loads_neither_torch_nor_diffusers():
+    """`robodiff --help` builds every group's parser without the heavy libraries (it took 8-17 s when package
+    __init__ files imported them eagerly); a replay buffer opens without torch too."""
+    code = ("import sys, robodiff.cli; robodiff.cli.build_parser(); "
+            "from robodiff.data import ReplayBuffer; "
+            "print(sorted(m for m in ('torch', 'diffusers') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout + out.stderr

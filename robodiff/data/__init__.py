@@ -1,9 +1,15 @@
-"""Demonstration data: replay buffers on zarr, normalizers, samplers and dataset adapters."""
+"""Demonstration data: replay buffers on zarr, normalizers, samplers and dataset adapters.
 
-from robodiff.data.datasets import DatasetError, ObsSource, SequenceDataset, make_loader
-from robodiff.data.normalizer import LinearNormalizer
-from robodiff.data.replay_buffer import ReplayBuffer, ReplayBufferCorruptError, ReplayBufferError
-from robodiff.data.sampler import SequenceSampler, downsample_mask, get_val_mask
+Names are imported on first use (robodiff.lazy): ``from robodiff.data import ReplayBuffer`` loads zarr, not torch.
+"""
 
-__all__ = ["DatasetError", "LinearNormalizer", "ObsSource", "ReplayBuffer", "ReplayBufferCorruptError", "ReplayBufferError",
-           "SequenceDataset", "SequenceSampler", "downsample_mask", "get_val_mask", "make_loader"]
+from robodiff.lazy import lazy_exports
+
+_EXPORTS = {
+    **dict.fromkeys(["DatasetError", "ObsSource", "SequenceDataset", "make_loader"], "datasets"),
+    "LinearNormalizer": "normalizer",
+    **dict.fromkeys(["ReplayBuffer", "ReplayBufferCorruptError", "ReplayBufferError"], "replay_buffer"),
+    **dict.fromkeys(["SequenceSampler", "downsample_mask", "get_val_mask"], "sampler"),
+}
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

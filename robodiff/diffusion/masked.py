@@ -39,7 +39,8 @@ from typing import Callable, Protocol, runtime_checkable
 import torch
 import torch.nn.functional as F
 
-REMASKING = ("low_confidence", "random")
+from robodiff.diffusion.names import REMASKING
+
 MASK_EPS = 1e-3  # LLaDA: p_mask = (1 - eps) t + eps, so no sample is trained with nothing masked
 
 

@@ -38,6 +38,8 @@ from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 from diffusers.utils.torch_utils import randn_tensor
 from torch.distributions import Normal
 
+from robodiff.diffusion.names import SCHEDULER_NAMES
+
 PREDICTION_TYPES = {"epsilon": "epsilon", "sample": "sample", "v": "v_prediction", "v_prediction": "v_prediction"}
 TIMESTEP_SPACINGS = ("trailing", "linspace")  # both start sampling at t = T-1; "leading" does not
 VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range")  # diffusers' names for beta-tilde, beta, learned
@@ -291,7 +293,7 @@ _ALGORITHMS: dict[str, tuple[type, Callable[..., dict], Callable[[float], dict]]
     "dpmsolver": (DPMSolverMultistepScheduler, _dpmsolver_kwargs, lambda eta: {}),
     "lcm": (LCMScheduler, _lcm_kwargs, lambda eta: {}),
 }
-SCHEDULER_NAMES = tuple(_ALGORITHMS)
+assert tuple(_ALGORITHMS) == SCHEDULER_NAMES, "robodiff.diffusion.names lists the schedulers"
 
 
 class DiffusersScheduler(NoiseScheduler):

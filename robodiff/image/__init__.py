@@ -7,6 +7,8 @@ classifier-free and classifier guidance, latent diffusion, text-to-image.
     images = model.generate(16, labels=torch.arange(16) % 10, sampler="ddim", steps=20, guidance=3.0)
 """
 
-from robodiff.image.train import load_image_model, train_image
+from robodiff.lazy import lazy_exports
 
-__all__ = ["load_image_model", "train_image"]
+_EXPORTS = {"load_image_model": "train", "train_image": "train"}  # imported on first use (robodiff.lazy)
+__all__ = sorted(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

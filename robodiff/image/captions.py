@@ -20,7 +20,8 @@ from tokenizers.models import WordLevel
 from tokenizers.pre_tokenizers import Whitespace
 from tokenizers.processors import TemplateProcessing
 
-DIGIT_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+from robodiff.image.digits import DIGIT_WORDS
+
 PAD, UNK, BOS = "<pad>", "<unk>", "<bos>"  # every caption starts with BOS, so the empty caption is [BOS]
 _ROWS, _COLS = ("top", "middle", "bottom"), ("left", "centre", "right")
 _WORDS = sorted({"a", "handwritten", *DIGIT_WORDS, "the", "t", "is", "at", "in", ",", "upright", "upside",

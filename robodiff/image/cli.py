@@ -13,10 +13,8 @@ import os
 import tempfile
 from pathlib import Path
 
-import torch
-
-from robodiff.diffusion import SCHEDULER_NAMES
-from robodiff.image.models import NUM_CLASSES
+from robodiff.diffusion.names import SCHEDULER_NAMES
+from robodiff.image.digits import NUM_CLASSES
 
 MODEL_KINDS = {"diffusion": "diffusion", "classifier": "classifier", "noisy-classifier": "noisy_classifier",
                "vae": "vae"}
@@ -28,7 +26,7 @@ def _ints(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
-def save_png(images: torch.Tensor, path: Path, nrow: int) -> Path:
+def save_png(images: "torch.Tensor", path: Path, nrow: int) -> Path:
     """A grid of images in [-1, 1] (N, C, H, W) written atomically (temp file, then rename)."""
     from torchvision.utils import save_image
 
@@ -48,8 +46,10 @@ def save_png(images: torch.Tensor, path: Path, nrow: int) -> Path:
     return path
 
 
-def trajectory_strip(trajectory: list[torch.Tensor], rows: int, columns: int = 10) -> tuple[torch.Tensor, int]:
+def trajectory_strip(trajectory: "list[torch.Tensor]", rows: int, columns: int = 10) -> "tuple[torch.Tensor, int]":
     """x_t at ``columns`` evenly spaced steps (pure noise ... result) for the first ``rows`` samples."""
+    import torch
+
     pick = torch.linspace(0, len(trajectory) - 1, min(columns, len(trajectory))).round().long().tolist()
     frames = torch.stack([trajectory[i][:rows].clamp(-1, 1) for i in pick], dim=1)  # (rows, cols, C, H, W)
     return frames.flatten(0, 1), len(pick)
@@ -95,6 +95,8 @@ def _cmd_train(args) -> int:
 
 def _cmd_sample(args) -> int:
     from robodiff.cli import UserError
+    import torch
+
     from robodiff.image.train import load_image_model
 
     torch.set_num_threads(args.threads) if args.threads else None

@@ -29,10 +29,10 @@ from tqdm.auto import tqdm
 
 from robodiff.diffusion import HYBRID_VLB_WEIGHT, bits_per_dim, diffusion_loss, make_scheduler, sample
 from robodiff.diffusion.sampling import ClassifierGrad
-from robodiff.image.captions import DIGIT_WORDS, MAX_TOKENS, VOCABULARY, CaptionTokenizer
+from robodiff.image.captions import MAX_TOKENS, VOCABULARY, CaptionTokenizer
+from robodiff.image.digits import NUM_CLASSES
 from robodiff.image.data import DEFAULT_DATA, DIGITS
 
-NUM_CLASSES = len(DIGIT_WORDS)
 NULL_CLASS = NUM_CLASSES  # the "no label" class classifier-free guidance trains with p_uncond
 LATENT_RANGE_QUANTILE = 0.999  # latents are scaled so this share of their values lies in [-1, 1]
 

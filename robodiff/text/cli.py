@@ -130,7 +130,7 @@ def _cmd_reversal(args) -> int:
 
 def register(sub) -> None:
     """Add the ``text`` command group to the ``robodiff`` parser's subcommands."""
-    from robodiff.diffusion.masked import REMASKING
+    from robodiff.diffusion.names import REMASKING
 
     text = sub.add_parser("text", help="masked diffusion language model (LLaDA-style) and its autoregressive twin",
                           description="Text on the diffusion core: train, generate, and the reversal experiment.")
