@@ -39,6 +39,23 @@ class RingCamera:
                 raise CameraStalled(f"camera ring {self._ring.name!r} produced no frame in {timeout:.0f} s")
             time.sleep(0.01)
 
+    @property
+    def frame_count(self) -> int:
+        """Frames written so far (a new frame has arrived when this grows)."""
+        return self._ring.count
+
+    def wait_new_frame(self, after: int, timeout: float) -> bool:
+        """Block until more than ``after`` frames have been written (True) or ``timeout`` s pass (False).
+
+        Polls the shared-memory counter every 0.5 ms: the producer is another process with no event to wait
+        on, and at 30 fps half a millisecond is 1.5% of a frame period."""
+        deadline = time.monotonic() + timeout
+        while self._ring.count <= after:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.0005)
+        return True
+
     def get(self, k: int = 1) -> dict[str, np.ndarray]:
         """Raises CameraStalled when the newest frame is too old, or when none has arrived yet (a camera
         still starting up is treated like a stalled one: the policy pauses and the arm holds)."""

@@ -77,8 +77,15 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     flags.add_overwrite(ap, "results already in --output")
     flags.add_episodes(ap, 3, "episodes to run (default 3)")
     flags.add_duration(ap, 30.0, "seconds per episode at most (default 30)")
-    ap.add_argument("--sampler", choices=("ddpm", "ddim", "dpmsolver"), default="ddim")
-    ap.add_argument("--steps", type=int, default=16, help="denoising steps (the reference uses DDIM 16 on robots)")
+    from robodiff.diffusion.names import SCHEDULER_NAMES
+
+    ap.add_argument("--sampler", choices=SCHEDULER_NAMES, default=None,
+                    help="default: the checkpoint's configured sampler (lcm for a distilled student)")
+    ap.add_argument("--steps", type=int, default=None,
+                    help="denoising steps (default: the configured ones; 16 for a different --sampler, as the "
+                         "reference uses DDIM 16 on robots)")
+    ap.add_argument("--no-phase-lock", action="store_true",
+                    help="observe at the horizon tick instead of right after the next camera frame arrives")
     ap.add_argument("--n-action-steps", type=int, default=None, help="actions executed per chunk (default: the "
                                                                        "policy's)")
     flags.add_device(ap)
@@ -140,6 +147,9 @@ def run(args) -> int:
         print(f"error: the policy expects {obs_meta['image']['shape'][1:]} images; pass --image-size "
               f"{' '.join(map(str, obs_meta['image']['shape'][1:]))}", file=sys.stderr)
         return 2
+    configured = ckpt["config"]["policy"].get("sampler", {})
+    args.sampler = args.sampler or configured.get("name", "ddim")
+    args.steps = args.steps or (configured.get("steps", 16) if args.sampler == configured.get("name") else 16)
     policy.set_sampler(args.sampler, args.steps)
     n_action_steps = args.n_action_steps or policy.n_action_steps
     out.mkdir(parents=True, exist_ok=True)
@@ -172,7 +182,8 @@ def run(args) -> int:
             station.start_episode()
             try:
                 report = run_policy(station, adapter, estop, n_action_steps=n_action_steps,
-                                    duration=args.duration, done=solved if twin is not None else None)
+                                    duration=args.duration, done=solved if twin is not None else None,
+                                    phase_lock=not args.no_phase_lock)
             except KeyboardInterrupt:  # Ctrl-C / SIGTERM: the runner has held the arm; keep what ran
                 print("interrupted: arm held, recording saved; metrics cover the finished episodes",
                       file=sys.stderr)
@@ -190,6 +201,7 @@ def run(args) -> int:
             if estop.tripped:
                 break
     summary = {"checkpoint": str(args.checkpoint), "sampler": args.sampler, "steps": args.steps,
+               "phase_lock": not args.no_phase_lock,
                "episodes": results}
     if results and "success" in results[0]:
         summary["success_rate"] = sum(r["success"] for r in results) / len(results)

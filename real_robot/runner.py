@@ -127,9 +127,10 @@ def run_teleop(station: PushTStation, teleop, estop: EStop, max_speed: float = 0
 class _InferenceLoop(threading.Thread):
     """Observe -> infer -> hand the chunk over, once per execution horizon, in its own thread."""
 
-    def __init__(self, station: PushTStation, policy, horizon_s: float, t_start: float):
+    def __init__(self, station: PushTStation, policy, horizon_s: float, t_start: float, phase_lock: bool = True):
         super().__init__(daemon=True, name="policy-inference")
         self.station, self.policy, self.horizon_s, self.t_start = station, policy, horizon_s, t_start
+        self.phase_lock = phase_lock
         self.chunks: queue.Queue = queue.Queue(maxsize=2)
         self.stop_event = threading.Event()
         self.error: BaseException | None = None
@@ -141,6 +142,8 @@ class _InferenceLoop(threading.Thread):
             while not self.stop_event.is_set():
                 precise_wait(self.t_start + i * self.horizon_s)
                 i += 1
+                if self.phase_lock:  # observe the moment the next frame lands (at most one frame period later)
+                    self.station.wait_for_frame(timeout=0.1)
                 try:
                     obs = self.station.get_obs()
                 except CameraStalled as e:
@@ -157,13 +160,15 @@ class _InferenceLoop(threading.Thread):
 
 
 def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int = 8, duration: float = 10.0,
-               policy_timeout: float | None = None, on_chunk=None, done=None) -> RunReport:
+               policy_timeout: float | None = None, on_chunk=None, done=None, phase_lock: bool = True) -> RunReport:
     """Run ``policy`` (callable: obs dict of (n_obs_steps, ...) arrays -> {"action": (1, n, 2)}) closed loop.
 
     ``done``: optional callable checked once per control period; when it returns true the arm holds and the
     run ends (``stopped_by == "done"``), e.g. the task's success test on the twin.
 
     Each chunk's j-th action is scheduled at t_obs + j*dt (j = 1..); stale ones are dropped by the station.
+    ``phase_lock``: observe right after a camera frame arrives (Station.wait_for_frame) rather than at the
+    horizon tick, so the observation is fresh and fewer of the chunk's first actions are already past.
     """
     cfg = station.cfg
     dt = cfg.dt
@@ -172,7 +177,7 @@ def run_policy(station: PushTStation, policy, estop: EStop, n_action_steps: int 
     report = RunReport(latency_ms=[], inference_ms=[])
     station.counters = report
     t_start = time.time()
-    loop = _InferenceLoop(station, policy, horizon_s, t_start)
+    loop = _InferenceLoop(station, policy, horizon_s, t_start, phase_lock=phase_lock)
     loop.start()
     last_chunk_t = time.time()
     held = False

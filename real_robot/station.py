@@ -65,6 +65,16 @@ class PushTStation:
         self._sent: deque = deque(maxlen=64)  # (time, xy) of actions sent to the arm
 
     # -- observations ---------------------------------------------------------------------------------------
+    def wait_for_frame(self, timeout: float = 0.1) -> bool:
+        """Phase-lock to the cameras: block until every camera has delivered a frame newer than the ones it
+        held at the call (True), or ``timeout`` s pass (False; get_obs then decides whether they stalled).
+        Observing right after a frame arrives makes the newest frame ~0 ms old instead of up to one frame
+        period, which the actions scheduled from its timestamp would otherwise lose to staleness."""
+        deadline = time.monotonic() + timeout
+        counts = {name: cam.frame_count for name, cam in self.cameras.items()}
+        return all(cam.wait_new_frame(counts[name], max(0.0, deadline - time.monotonic()))
+                   for name, cam in self.cameras.items())
+
     def get_obs(self) -> dict[str, np.ndarray]:
         """{"image": (n, 3, H, W) float32 in [0, 1] (first camera), "image_<cam>" for others,
         "agent_pos": (n, 2) float32, "timestamp": (n,) float64}. Raises CameraStalled. Without cameras the

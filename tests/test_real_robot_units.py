@@ -121,6 +121,44 @@ def test_camera_without_a_frame_yet_or_with_an_old_one_reports_a_stall():
         ring.close()
 
 
+def test_station_phase_lock_returns_when_a_new_frame_lands_and_times_out_without_one():
+    """Station.wait_for_frame (the deploy loop's phase lock) blocks until each camera delivers a frame newer
+    than those it held, and gives up after its timeout when no frame comes."""
+    import threading
+
+    from real_robot.station import PushTStation
+
+    rings = [SharedRing.create(f"robodiff_test_{uuid.uuid4().hex[:8]}", color_spec((4, 4)), capacity=8)
+             for _ in range(2)]
+    frame = np.zeros((4, 4, 3), np.uint8)
+    try:
+        cams = {f"cam{i}": RingCamera(r.name, (4, 4), capacity=8) for i, r in enumerate(rings)}
+        station = PushTStation(arm=None, cameras=cams)
+        for r in rings:
+            r.put(time.time(), color=frame, step=0)
+        assert not station.wait_for_frame(timeout=0.05)  # nothing new arrived
+        waiting = threading.Event()
+        result = {}
+
+        def waiter():
+            waiting.set()
+            result["fresh"] = station.wait_for_frame(timeout=10.0)
+
+        t = threading.Thread(target=waiter)
+        t.start()
+        assert waiting.wait(5)
+        rings[0].put(time.time(), color=frame, step=1)
+        assert "fresh" not in result or not result["fresh"]  # one camera is not enough
+        rings[1].put(time.time(), color=frame, step=1)
+        t.join(10)
+        assert result["fresh"] is True
+        for cam in cams.values():
+            cam.close()
+    finally:
+        for r in rings:
+            r.close()
+
+
 # -- safety -----------------------------------------------------------------------------------------------------
 def test_workspace_clips_and_counts_and_rejects_nan():
     ws = Workspace((-0.2, -0.6, 0.01), (0.2, -0.2, 0.3))
