@@ -70,6 +70,7 @@ class NoiseConfig:
     beta_end: float = 0.02
     prediction_type: str = "epsilon"
     clip_sample: bool = True
+    consistency_points: Optional[int] = None  # a distilled student's consistency grid (null: T // 5, at most 50)
 
 
 @dataclass

@@ -25,7 +25,7 @@ DISTILL_TRAINING = {
 }
 
 
-def distill_config(teacher_ckpt: str, steps: int, overrides) -> tuple[dict, object]:
+def distill_config(teacher_ckpt: str, steps: int, overrides, points: int | None = None) -> tuple[dict, object]:
     """(run config, student policy) for distilling ``teacher_ckpt``."""
     from omegaconf import OmegaConf
 
@@ -34,10 +34,10 @@ def distill_config(teacher_ckpt: str, steps: int, overrides) -> tuple[dict, obje
     from robodiff.training.checkpoint import load_checkpoint
 
     cfg = load_checkpoint(teacher_ckpt)["config"]
-    student = ConsistencyPolicy(load_policy(teacher_ckpt, device="cpu")[0], steps=steps)
+    student = ConsistencyPolicy(load_policy(teacher_ckpt, device="cpu")[0], steps=steps, points=points)
     training = OmegaConf.merge(cfg["training"], DISTILL_TRAINING)
     cfg = dict(cfg, policy=student.config, policy_name=f"{cfg.get('policy_name', 'policy')}_consistency",
-               training=OmegaConf.to_container(training), distill={"teacher": str(teacher_ckpt), "steps": steps},
+               training=OmegaConf.to_container(training), distill={"teacher": str(teacher_ckpt), "steps": steps, "points": points},
                name=f"{cfg['task']['name']}-consistency", output_dir=f"outputs/{cfg['task']['name']}-consistency")
     cfg = OmegaConf.to_container(OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides))), resolve=True)
     return cfg, student
@@ -46,6 +46,9 @@ def distill_config(teacher_ckpt: str, steps: int, overrides) -> tuple[dict, obje
 def add_arguments(ap) -> None:
     ap.add_argument("teacher", help="checkpoint of the trained policy")
     ap.add_argument("--steps", type=int, default=1, help="consistency steps the student samples with (default 1)")
+    ap.add_argument("--points", type=int, default=None,
+                    help="points of the consistency grid (default T // 5 = 20 for T = 100; 5 = the teacher's "
+                         "DDIM-5 grid, fewer links from data to noise, faster to learn)")
     ap.add_argument("overrides", nargs="*", help="key=value, e.g. output_dir=outputs/distill training.max_steps=500")
 
 
@@ -57,7 +60,7 @@ def run(args) -> int:
     from policies.train import RolloutCallback, build_dataset
 
     try:
-        cfg, student = distill_config(args.teacher, args.steps, args.overrides)
+        cfg, student = distill_config(args.teacher, args.steps, args.overrides, args.points)
     except (CheckpointError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -93,3 +93,21 @@ def test_student_state_loads_into_a_plain_policy_built_from_its_config():
     loss = student.compute_loss(toy_batch(16, torch.Generator().manual_seed(2)))
     loss.backward()
     assert torch.isfinite(loss) and all(p.grad is None for p in student.teacher.parameters())
+
+
+def test_consistency_points_set_the_grid_the_student_trains_and_samples_on():
+    """A coarser grid (--points 5: the teacher's DDIM-5 grid) is one setting shared by the student's training
+    grid and its LCM sampler; a grid that does not divide T is refused with the numbers."""
+    from robodiff.diffusion import consistency_grid, make_scheduler
+
+    assert consistency_grid(100, 5).tolist() == [19, 39, 59, 79, 99]
+    assert consistency_grid(100).tolist() == list(range(4, 100, 5))
+    lcm = make_scheduler("lcm", num_train_timesteps=100, prediction_type="sample", consistency_points=5)
+    assert lcm.max_steps == 5 and lcm.set_timesteps(1).tolist() == [99]
+    assert set(lcm.set_timesteps(5).tolist()) == {19, 39, 59, 79, 99}
+    with pytest.raises(ValueError, match="consistency_points=7 must divide num_train_timesteps=100"):
+        consistency_grid(100, 7)
+    teacher = make_policy(CFG, SHAPE_META)
+    student = ConsistencyPolicy(teacher, steps=1, points=4)
+    assert student.grid.tolist() == [4, 9, 14, 19] and student.grid_skip == 5
+    assert student.config["noise"]["consistency_points"] == 4

@@ -267,23 +267,27 @@ def _dpmsolver_kwargs(common: dict, clip: bool, clip_range: float) -> dict:
                 final_sigmas_type="zero")
 
 
-def lcm_original_steps(num_train_timesteps: int) -> int:
-    """Points of the consistency grid: T // 5 for the 100-step action schedules (jumps of 5 training steps), at
-    most diffusers' default of 50 (1000-step image schedules)."""
-    return max(1, min(50, num_train_timesteps // 5))
+def lcm_original_steps(num_train_timesteps: int, points: int | None = None) -> int:
+    """Points of the consistency grid: ``points`` if given (it must divide T), else T // 5 for the 100-step
+    action schedules (jumps of 5 training steps), at most diffusers' default of 50 (1000-step image schedules)."""
+    if points is None:
+        return max(1, min(50, num_train_timesteps // 5))
+    if not 1 <= points <= num_train_timesteps or num_train_timesteps % points:
+        raise ValueError(f"consistency_points={points} must divide num_train_timesteps={num_train_timesteps}")
+    return int(points)
 
 
-def consistency_grid(num_train_timesteps: int) -> torch.Tensor:
+def consistency_grid(num_train_timesteps: int, points: int | None = None) -> torch.Tensor:
     """The timesteps a consistency model is trained and sampled on (LCMScheduler's ``lcm_origin_timesteps``):
-    every c-th step ending at T-1, c = T // lcm_original_steps(T)."""
-    n = lcm_original_steps(num_train_timesteps)
+    every c-th step ending at T-1, c = T // lcm_original_steps(T, points)."""
+    n = lcm_original_steps(num_train_timesteps, points)
     c = num_train_timesteps // n
     return torch.arange(1, n + 1) * c - 1
 
 
-def _lcm_kwargs(common: dict, clip: bool, clip_range: float) -> dict:
+def _lcm_kwargs(common: dict, clip: bool, clip_range: float, points: int | None = None) -> dict:
     return dict(common, clip_sample=clip, clip_sample_range=clip_range, set_alpha_to_one=True,
-                original_inference_steps=lcm_original_steps(common["num_train_timesteps"]))
+                original_inference_steps=lcm_original_steps(common["num_train_timesteps"], points))
 
 
 # name -> (diffusers class, constructor kwargs from the common ones, extra step() kwargs given eta)
@@ -312,13 +316,16 @@ class DiffusersScheduler(NoiseScheduler):
             a variance: they ignore the learned half.
         dynamic_threshold: Imagen's dynamic thresholding quantile (e.g. 0.995) instead of clip_sample, for
             high guidance scales; ``threshold_max`` caps the per-sample threshold.
+        consistency_points: "lcm" only: points of the consistency grid the student was distilled on
+            (:func:`consistency_grid`; None: T // 5, at most 50).
     """
 
     def __init__(self, name: str = "ddpm", num_train_timesteps: int = 100,
                  beta_schedule: str = "squaredcos_cap_v2", beta_start: float = 1e-4, beta_end: float = 0.02,
                  prediction_type: str = "epsilon", clip_sample: bool = True, clip_sample_range: float = 1.0,
                  timestep_spacing: str = "trailing", eta: float = 0.0, variance_type: str = "fixed_small",
-                 dynamic_threshold: float | None = None, threshold_max: float = math.inf):
+                 dynamic_threshold: float | None = None, threshold_max: float = math.inf,
+                 consistency_points: int | None = None):
         if name not in _ALGORITHMS:
             raise ValueError(f"unknown scheduler {name!r}; choose one of {list(SCHEDULER_NAMES)}")
         if prediction_type not in PREDICTION_TYPES:
@@ -337,7 +344,8 @@ class DiffusersScheduler(NoiseScheduler):
         self.prediction_type = PREDICTION_TYPES[prediction_type]
         self.variance_type = variance_type
         kwargs = kwargs_of(dict(common, **_thresholding(dynamic_threshold, threshold_max)), clip_sample,
-                           clip_sample_range)
+                           clip_sample_range, *([consistency_points] if name == "lcm" else []))
+        self.consistency_points = consistency_points
         if name == "ddpm":
             kwargs["variance_type"] = variance_type
         self.impl = cls(**kwargs)
@@ -357,7 +365,8 @@ class DiffusersScheduler(NoiseScheduler):
     @property
     def max_steps(self) -> int:
         """Most sampling steps: every training step, or every point of the consistency grid for "lcm"."""
-        return lcm_original_steps(self.num_train_timesteps) if self.name == "lcm" else self.num_train_timesteps
+        return (lcm_original_steps(self.num_train_timesteps, self.consistency_points) if self.name == "lcm"
+                else self.num_train_timesteps)
 
     def step(self, model_output, timestep, sample, generator=None):
         if self.learned_variance and self.name != "ddpm":  # only diffusers' DDPM step reads the variance half
