@@ -165,7 +165,7 @@ def run(args) -> int:
         for ep in range(args.episodes):
             if twin is not None:
                 twin.reset_scene(args.start_seed + ep)
-                time.sleep(0.2)
+                station.wait_for_frame(timeout=1.0)  # the first observation shows the new scene
             adapter = PolicyAdapter(policy, obs_keys=list(obs_meta))
             if pusht_units:
                 adapter = PushTPixelPolicy(adapter)
