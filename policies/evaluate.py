@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from policies.loading import load_policy
+from policies.loading import load_policy, sampler_choice
 from robodiff import flags
 
 
@@ -34,9 +34,7 @@ def evaluate(checkpoint, output, n_seeds=None, start_seed=None, sampler=None, st
     device = flags.resolve_device(device)
     policy, ckpt = load_policy(checkpoint, device, use_ema)
     cfg = ckpt["config"]
-    sampler_cfg = cfg["policy"].get("sampler", {})
-    name = sampler or sampler_cfg.get("name", "ddpm")
-    n_steps = int(steps or (sampler_cfg.get("steps", 100) if name == sampler_cfg.get("name", "ddpm") else 10))
+    name, n_steps = sampler_choice(cfg, sampler, steps, other_steps=10)
     policy.set_sampler(name, n_steps)
     output.mkdir(parents=True, exist_ok=True)
     runner = make_env_runner(cfg, output / "videos", n_seeds=n_seeds, start_seed=start_seed, n_videos=n_videos,

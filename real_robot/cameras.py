@@ -33,11 +33,8 @@ class RingCamera:
                                        child_of_owner=child_of_owner)
 
     def wait_first_frame(self, timeout: float = 10.0) -> None:
-        deadline = time.monotonic() + timeout
-        while self._ring.count == 0:
-            if time.monotonic() > deadline:
-                raise CameraStalled(f"camera ring {self._ring.name!r} produced no frame in {timeout:.0f} s")
-            time.sleep(0.01)
+        if not self.wait_new_frame(0, timeout):
+            raise CameraStalled(f"camera ring {self._ring.name!r} produced no frame in {timeout:.0f} s")
 
     @property
     def frame_count(self) -> int:

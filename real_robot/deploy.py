@@ -98,7 +98,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="[%(name)s %(levelname)s] %(message)s")
 
-    from policies.loading import load_policy
+    from policies.loading import load_policy, sampler_choice
     from real_robot.arm import ArmError
     from real_robot.policy_adapter import PolicyAdapter
     from real_robot.runner import run_policy
@@ -147,9 +147,7 @@ def run(args) -> int:
         print(f"error: the policy expects {obs_meta['image']['shape'][1:]} images; pass --image-size "
               f"{' '.join(map(str, obs_meta['image']['shape'][1:]))}", file=sys.stderr)
         return 2
-    configured = ckpt["config"]["policy"].get("sampler", {})
-    args.sampler = args.sampler or configured.get("name", "ddim")
-    args.steps = args.steps or (configured.get("steps", 16) if args.sampler == configured.get("name") else 16)
+    args.sampler, args.steps = sampler_choice(ckpt["config"], args.sampler, args.steps, other_steps=16)
     policy.set_sampler(args.sampler, args.steps)
     n_action_steps = args.n_action_steps or policy.n_action_steps
     out.mkdir(parents=True, exist_ok=True)

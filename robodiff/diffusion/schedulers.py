@@ -285,9 +285,9 @@ def consistency_grid(num_train_timesteps: int, points: int | None = None) -> tor
     return torch.arange(1, n + 1) * c - 1
 
 
-def _lcm_kwargs(common: dict, clip: bool, clip_range: float, points: int | None = None) -> dict:
-    return dict(common, clip_sample=clip, clip_sample_range=clip_range, set_alpha_to_one=True,
-                original_inference_steps=lcm_original_steps(common["num_train_timesteps"], points))
+def _lcm_kwargs(common: dict, clip: bool, clip_range: float) -> dict:
+    # original_inference_steps (the consistency grid) is set by DiffusersScheduler from consistency_points
+    return dict(common, clip_sample=clip, clip_sample_range=clip_range, set_alpha_to_one=True)
 
 
 # name -> (diffusers class, constructor kwargs from the common ones, extra step() kwargs given eta)
@@ -344,10 +344,12 @@ class DiffusersScheduler(NoiseScheduler):
         self.prediction_type = PREDICTION_TYPES[prediction_type]
         self.variance_type = variance_type
         kwargs = kwargs_of(dict(common, **_thresholding(dynamic_threshold, threshold_max)), clip_sample,
-                           clip_sample_range, *([consistency_points] if name == "lcm" else []))
+                           clip_sample_range)
         self.consistency_points = consistency_points
         if name == "ddpm":
             kwargs["variance_type"] = variance_type
+        if name == "lcm":
+            kwargs["original_inference_steps"] = lcm_original_steps(num_train_timesteps, consistency_points)
         self.impl = cls(**kwargs)
         # the forward process for training, identical for every algorithm (DPM-Solver's add_noise assumes
         # sampling timesteps, so it is not used for training)
