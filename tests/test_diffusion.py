@@ -123,6 +123,26 @@ def test_ddim_steps_to_the_next_listed_timestep(steps):
     assert _implied_noise_drift(make_scheduler("ddim", eta=0.0), steps) < 1e-3
 
 
+@pytest.mark.parametrize("prediction_type", ["sample", "epsilon"])
+def test_ddim_follows_the_noise_of_the_clipped_x0(prediction_type):
+    """A denoiser overshooting a point on the clip boundary (x0 predicted 3x too far) is clipped back onto
+    it; the step must then pair that x0 with its own noise, so x_t stays on one deterministic path (the
+    implied noise is constant, as under a perfect denoiser). Pairing it with the unclipped prediction's
+    noise drifted: the reason eta = 0 samples got worse with more steps."""
+    x_star = torch.sign(make_x0())  # entries +-1: on the clip boundary, like the digits' black background
+    s = make_scheduler("ddim", prediction_type=prediction_type, clip_sample=True)
+    oracle = Oracle(s, x_star)
+
+    def overshoot(x, t, cond):
+        oracle(x, t, cond)  # records the noise x_t implies for x_star
+        a = s.alphas_cumprod[t].view(-1, 1, 1)
+        return s.training_target(3 * x_star, (x - a.sqrt() * 3 * x_star) / (1 - a).sqrt(), t)
+
+    out = sample(overshoot, x_star.shape, None, s, 10, torch.Generator().manual_seed(0))
+    assert torch.allclose(out, x_star, atol=1e-5)
+    assert max(float((e - oracle.eps_seen[0]).abs().max()) for e in oracle.eps_seen) < 1e-3
+
+
 class _Stock(NoiseScheduler):
     """diffusers' own DDIMScheduler with trailing spacing, behind the same contract (to show the test bites)."""
 
