@@ -20,10 +20,10 @@ import torch
 from torch.utils.data import default_collate
 
 from envs.pusht.dataset import PushTDataset
+from envs.pusht.protocol import REFERENCE_ZARR
 from robodiff.data.datasets import make_loader
 from robodiff.data.replay_buffer import ReplayBuffer
 
-DEFAULT = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
 
 
 def synthetic_buffer():
@@ -74,7 +74,7 @@ def windows_per_second(loader, seconds):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", default=str(DEFAULT))
+    ap.add_argument("--data", default=str(REFERENCE_ZARR))
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--seconds", type=float, default=3.0)
     ap.add_argument("--threads", type=int, default=2)

@@ -6,8 +6,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from envs.pusht.protocol import REFERENCE_ZARR as PUSHT_ZARR
+
 REPO = Path(__file__).resolve().parents[1]
-PUSHT_ZARR = REPO.parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ import numpy as np
 
 from envs.pusht.env import PushTEnv  # noqa: E402
 from envs.pusht.fidelity import keypoint_errors, make_replay_env, replay_episode, wrap_angle  # noqa: E402
+from envs.pusht.protocol import REFERENCE_ZARR  # noqa: E402
 from envs.pusht.render import Renderer  # noqa: E402
 from robodiff.data import ReplayBuffer  # noqa: E402
 
-DEFAULT_ZARR = Path(__file__).resolve().parents[3] / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
 
 
 def pct(x, qs=(50, 90, 99, 100)):
@@ -30,7 +30,7 @@ def pct(x, qs=(50, 90, 99, 100)):
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
-    ap.add_argument("--zarr", type=Path, default=DEFAULT_ZARR)
+    ap.add_argument("--zarr", type=Path, default=REFERENCE_ZARR)
     ap.add_argument("--n-episodes", type=int, default=None, help="first N episodes only (default: all)")
     ap.add_argument("--n-images", type=int, default=200, help="frames sampled for the image comparison")
 

@@ -13,8 +13,12 @@ it cheaply):
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+# the reference's human demonstrations, where a clone finds them (../shared beside the repository)
+REFERENCE_ZARR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "pusht" / "pusht_cchi_v7_replay.zarr"
 TEST_START_SEED = 100000
 N_TEST_SEEDS = 50
 TEST_SEEDS = range(TEST_START_SEED, TEST_START_SEED + N_TEST_SEEDS)

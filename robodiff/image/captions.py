@@ -35,11 +35,27 @@ def digit_caption(label: int) -> str:
     return f"a handwritten {DIGIT_WORDS[int(label)]}"
 
 
+def grid_cell(x, y, size: float = WORLD_SIZE) -> np.ndarray:
+    """The 3x3 grid cell (row * 3 + col, 0 = top left) a Push-T caption names for points (x, y) of a
+    size x size frame (scalars or arrays; int64)."""
+    col, row = (np.clip(np.floor(np.asarray(v, dtype=np.float64) * 3 / size), 0, 2).astype(np.int64) for v in (x, y))
+    return row * 3 + col
+
+
+def cell_centre(cell: int, size: float = WORLD_SIZE) -> tuple[float, float]:
+    """(x, y) of the middle of grid cell ``cell`` in a size x size frame: the point pusht_caption names so."""
+    return ((cell % 3 + 0.5) * size / 3, (cell // 3 + 0.5) * size / 3)
+
+
+def cell_phrase(cell: int) -> str:
+    """How a caption says where grid cell ``cell`` is: "at the top left", ..., "in the centre"."""
+    row, col = _ROWS[cell // 3], _COLS[cell % 3]
+    return "in the centre" if cell == 4 else f"at the {row} {col}"
+
+
 def pusht_caption(x: float, y: float, angle: float) -> str:
     """Where the T (centre ``x, y`` in world pixels) is in a 3x3 grid and its angle to the nearest 45 deg."""
-    col = _COLS[min(int(x / WORLD_SIZE * 3), 2)]
-    row = _ROWS[min(int(y / WORLD_SIZE * 3), 2)]
-    where = "in the centre" if (row, col) == ("middle", "centre") else f"at the {row} {col}"
+    where = cell_phrase(int(grid_cell(x, y)))
     deg = int(round(math.degrees(angle) / 45.0)) * 45 % 360
     if deg == 0:
         turn = "upright"
