@@ -1,15 +1,16 @@
 """Image diffusion on digits and Push-T frames: train the suite with the one trainer, then measure the table.
 
     python scripts/bench_image.py train   [--out outputs/image_bench] [--steps-scale 1.0] [--runs a,b,...]
-    python scripts/bench_image.py measure [--out outputs/image_bench] [--n 100]
-    python scripts/bench_image.py table   [--out outputs/image_bench]      # markdown of results.json
+    python scripts/bench_image.py measure [--out outputs/image_bench] [--n 200]
+    python scripts/bench_image.py table   [--out outputs/image_bench]      # markdown of results.jsonl
 
 ``train`` runs, one after another (each resumable, each skipped once finished): the digit classifier, the
 class-conditional pixel model with fixed and with learned variance, the noisy classifier, the VAE, the
-latent model, the caption model, and a caption model on the reference's Push-T frames. Every run has a step budget, not a wall-time one, so the comparisons are at
-equal training whatever the machine's speed or load (``--runs`` picks a subset, e.g. to use two cores with
-two processes; the latent run needs the VAE's). ``measure`` appends one JSON line per table row to results.jsonl as it
-goes (cheap rows first), so a partial run still leaves numbers.
+latent model, the caption model, and a caption model on the reference's Push-T frames. Every run has a
+step budget, not a wall-time one, so the comparisons are at equal training whatever the machine's speed or
+load (``--runs`` picks a subset, e.g. two processes for two cores; the latent run needs the VAE's).
+``measure`` appends one JSON line per table row to results.jsonl as it goes (cheap rows first), so a
+partial run still leaves numbers; Push-T sample grids go beside it.
 """
 
 from __future__ import annotations

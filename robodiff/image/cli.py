@@ -22,7 +22,7 @@ SCHEDULES = {"cosine": "squaredcos_cap_v2", "linear": "linear"}
 VARIANCES = {"fixed": "fixed_small", "fixed-large": "fixed_large", "learned": "learned_range"}
 
 
-def _ints(text: str) -> list[int]:
+def int_list(text: str) -> list[int]:
     return [int(v) for v in text.split(",")]
 
 
@@ -61,8 +61,10 @@ def _cmd_train(args) -> int:
 
     model: dict = {"kind": MODEL_KINDS[args.model], "conditioning": args.conditioning}
     if args.channels:
-        model["channels"] = _ints(args.channels)
+        model["channels"] = args.channels
         model["attention"] = [False] + [True] * (len(model["channels"]) - 1)
+    if args.attention:
+        model["attention"] = [bool(a) for a in args.attention]
     if args.latent:
         from robodiff.image.train import load_image_model
 
@@ -157,7 +159,9 @@ def register(subparsers) -> None:
                     help="class labels, captions through a text encoder + cross-attention, or nothing")
     tr.add_argument("--size", type=int, default=16, help="image size in pixels (digits are upsampled from 8)")
     tr.add_argument("--frame-stride", type=int, default=10, help="Push-T: use every k-th frame")
-    tr.add_argument("--channels", default="16,32", help="UNet widths per level, comma-separated")
+    tr.add_argument("--channels", type=int_list, default="16,32", help="UNet widths per level, comma-separated")
+    tr.add_argument("--attention", type=int_list, help="attention per UNet level, comma-separated 0/1 (default: "
+                    "every level but the first; e.g. 0,0,1 for cross-attention at the coarsest of three only)")
     tr.add_argument("--latent", metavar="VAE_CKPT", help="diffuse in the latent space of this trained VAE")
     tr.add_argument("--timesteps", type=int, default=1000, help="diffusion training steps T")
     tr.add_argument("--schedule", choices=list(SCHEDULES), default="cosine", help="beta schedule")
