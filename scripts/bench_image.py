@@ -44,7 +44,7 @@ RUNS = {
     "latent": (DENOISER_STEPS, {"model": {"conditioning": "class", **UNET, "latent": "vae"}}),
     "caption": (DENOISER_STEPS, {"model": {"conditioning": "caption", **UNET}}),
     # text-to-image on the reference's Push-T frames (every 10th, 32 px RGB): cross-attention at 8x8 only
-    "pusht_caption": (3000, {"data": {"name": str(REFERENCE_ZARR), "size": 32},
+    "pusht_caption": (2500, {"data": {"name": str(REFERENCE_ZARR), "size": 32},
                              "model": {"conditioning": "caption", "channels": [16, 32, 32],
                                        "attention": [False, False, True]}}),
 }
