@@ -80,7 +80,9 @@ def _cmd_train(args) -> int:
     if args.minutes is not None:
         training["max_minutes"] = args.minutes
     if args.steps is not None:
-        training["max_steps"] = args.steps
+        # a step budget knows its length, so the learning rate decays over it (cosine); a wall-time bound does
+        # not, and keeps the constant rate after warm-up
+        training.update(max_steps=args.steps, lr_scheduler="cosine")
     cfg = {"output_dir": args.out, "seed": args.seed, "device": args.device,
            "data": {"name": args.data, "size": args.size, "frame_stride": args.frame_stride},
            "model": model,
@@ -169,7 +171,8 @@ def register(subparsers) -> None:
     tr.add_argument("--variance", choices=list(VARIANCES), default="fixed",
                     help="reverse variance: beta-tilde, beta, or learned (Improved DDPM)")
     tr.add_argument("--minutes", type=float, help="stop after this much wall time")
-    tr.add_argument("--steps", type=int, help="stop after this many optimizer steps")
+    tr.add_argument("--steps", type=int, help="stop after this many optimizer steps (the lr then decays over them, "
+                    "cosine; with only --minutes it stays constant)")
     tr.add_argument("--batch-size", type=int, default=32)
     tr.add_argument("--lr", type=float, default=1e-3)
     tr.add_argument("--threads", type=int, default=1, help="torch CPU threads")
