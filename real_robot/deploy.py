@@ -5,9 +5,11 @@
     (python scripts/eval_real_robot.py ... is the same command)
 
 The policy is rebuilt from the checkpoint alone. Its observations must be ones the station provides
-(``image`` from the first camera, ``agent_pos`` = pusher xy in metres); its actions are pusher xy targets in
-metres. A Push-T checkpoint (task pusht_*: pixel units, ``keypoint``/``state`` observations) runs on the twin
-through the Push-T bridge, with the block pose from the twin's ground truth. Each chunk runs receding-horizon:
+(``image`` from the first camera, ``image_<cam>`` from each other one, ``agent_pos`` = pusher xy in metres); its
+actions are pusher xy targets in metres. On the twin, deploy renders the cameras the policy observes (``front``
+first, then e.g. ``side`` for ``image_side``) unless ``--cameras`` names them. A Push-T checkpoint (task
+pusht_*: pixel units, ``keypoint``/``state`` observations) runs on the twin through the Push-T bridge, with the
+block pose from the twin's ground truth. Each chunk runs receding-horizon:
 n_action_steps actions scheduled at t_obs + k/10 s, stale ones dropped. On the twin each episode is scored by
 the T's coverage of the goal (ground truth from the simulator) and ends once it exceeds 0.95 (success).
 Press q / Esc (in a terminal) for e-stop; Ctrl-C or SIGTERM stops the arm and keeps the recordings.
@@ -27,7 +29,9 @@ import time
 from pathlib import Path
 
 from envs.pusht.protocol import SUCCESS_THRESHOLD
-from real_robot.session import add_station_args
+from real_robot.session import add_station_args, camera_names
+from real_robot.station import image_keys
+from real_robot.twin.addresses import DEFAULT_CAMERAS, twin_camera_names
 from robodiff import flags
 
 
@@ -41,6 +45,28 @@ def action_units(task: dict) -> str:
         raise ValueError(f"task.shape_meta.action.units is {units!r}; this station runs policies whose actions "
                          f"are pusher xy in 'm' (robot base frame) or Push-T 'px'")
     return units
+
+
+def twin_cameras_for(obs_meta: dict, cameras=None) -> tuple[str, ...]:
+    """The twin cameras to render for a policy: ``cameras`` (--cameras) if given, else the default first camera
+    (the policy's ``image``) followed by the twin camera of each ``image_<cam>`` observation."""
+    if cameras:
+        return tuple(cameras)
+    first = DEFAULT_CAMERAS[0]
+    named = [k.removeprefix("image_") for k in obs_meta if k.startswith("image_")]
+    return (first, *[c for c in named if c in twin_camera_names() and c != first])
+
+
+def missing_camera_hint(unknown, twin_cameras, sim: bool) -> str:
+    """How to give the policy the images it lacks: the flag to pass, with the camera it names."""
+    missing = [k.removeprefix("image_") for k in unknown if k.startswith("image_")]
+    if not missing and "image" not in unknown:
+        return ""
+    if sim:
+        cameras = ",".join(dict.fromkeys([*twin_cameras, *missing]))
+        return (f"; image_<cam> is camera <cam> after the first one: pass --cameras {cameras} "
+                f"(twin cameras: {', '.join(twin_camera_names())})")
+    return "; pass --realsense SERIAL ...: the first camera gives `image`, each other image_rs_<serial>"
 
 
 def _rounded(x):
@@ -133,20 +159,28 @@ def run(args) -> int:
     except ValueError as exc:
         print(f"error: {args.checkpoint}: {exc}", file=sys.stderr)
         return 2
-    provided = ("image", "agent_pos") + (("keypoint", "state") if args.sim else ())
+    if args.cameras and not args.sim:
+        print("error: --cameras names twin cameras (needs --sim); a real station's cameras are --realsense SERIAL",
+              file=sys.stderr)
+        return 2
+    twin_cameras = twin_cameras_for(obs_meta, args.cameras) if args.sim else ()
+    images = [obs_key for obs_key, _ in image_keys(camera_names(twin_cameras, args.realsense)).values()]
+    provided = [*images, "agent_pos", *(("keypoint", "state") if args.sim else ())]
     unknown = [k for k in obs_meta if k not in provided]
     if unknown:
-        print(f"error: {args.checkpoint} needs observations {unknown}; this station provides {list(provided)} "
-              "(keypoint/state only on the twin, whose block pose is known)", file=sys.stderr)
+        print(f"error: {args.checkpoint} needs observations {unknown}; this station provides {provided} "
+              f"(keypoint/state only on the twin, whose block pose is known)"
+              f"{missing_camera_hint(unknown, twin_cameras, args.sim)}", file=sys.stderr)
         return 2
     if pusht_units and not args.sim:
         print(f"error: {args.checkpoint} is a Push-T (pixel-unit) policy; run it on the twin with --sim, or "
               "train on station recordings (task=ur_pusht_image) for real hardware", file=sys.stderr)
         return 2
-    if "image" in obs_meta and list(obs_meta["image"]["shape"][1:]) != list(args.image_size):
-        print(f"error: the policy expects {obs_meta['image']['shape'][1:]} images; pass --image-size "
-              f"{' '.join(map(str, obs_meta['image']['shape'][1:]))}", file=sys.stderr)
-        return 2
+    for key in images:
+        if key in obs_meta and list(obs_meta[key]["shape"][1:]) != list(args.image_size):
+            print(f"error: the policy expects {obs_meta[key]['shape'][1:]} images ({key!r}); pass --image-size "
+                  f"{' '.join(map(str, obs_meta[key]['shape'][1:]))}", file=sys.stderr)
+            return 2
     args.sampler, args.steps = sampler_choice(ckpt["config"], args.sampler, args.steps, other_steps=16)
     policy.set_sampler(args.sampler, args.steps)
     n_action_steps = args.n_action_steps or policy.n_action_steps
@@ -159,7 +193,7 @@ def run(args) -> int:
     task = PushTTaskConfig(n_obs_steps=policy.n_obs_steps)
     with open_station(sim=args.sim, host=args.host, frequency=args.frequency, image_hw=args.image_size,
                       camera_fps=args.camera_fps, realsense_serials=args.realsense, task=task,
-                      seed=args.start_seed) as (station, twin):
+                      seed=args.start_seed, twin_cameras=twin_cameras) as (station, twin):
         for ep in range(args.episodes):
             if twin is not None:
                 twin.reset_scene(args.start_seed + ep)

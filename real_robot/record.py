@@ -1,6 +1,7 @@
 """Teleoperate a UR Push-T station and record demonstrations (ReplayBuffer + one mp4 per episode).
 
     robodiff record --output data/ur_pusht.zarr --sim                              # the MuJoCo twin
+    robodiff record --output data/ur_pusht_2cam.zarr --sim --cameras front,side    # two twin cameras
     robodiff record --output data/ur_pusht.zarr --host 192.168.1.10 \\
         --frequency 500 --realsense 123456789012 --teleop spacemouse                 # real station
     (python scripts/demo_real_robot.py ... is the same command)
@@ -8,7 +9,8 @@
 Teleop: spacemouse (spacenavd), keyboard (w/a/s/d, space = end episode, q/Esc = e-stop) or scripted (a
 programmed stick path, no person needed). Button 0 / space ends an episode; the next starts after a scene
 reset (a person resets the T; the twin resets it itself). Ctrl-C (or SIGTERM) stops the arm and keeps every
-episode recorded so far, including the interrupted one.
+episode recorded so far, including the interrupted one. Every camera is recorded: the first as ``img``, each
+other as ``img_<cam>`` (``img_side``; ``real_robot.station.image_keys``); the video shows them side by side.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ def run(args) -> int:
     from real_robot.runner import run_teleop
     from real_robot.safety import EStop, stop_signals_interrupt
     from real_robot.session import open_station
+    from real_robot.twin.addresses import DEFAULT_CAMERAS
     from robodiff.data import ReplayBuffer
 
     out = Path(args.output)
@@ -90,8 +93,11 @@ def run(args) -> int:
         if not args.sim:
             raise UserError("--pusht-format needs --sim (the block pose comes from the twin)")
         from real_robot.twin.pusht_bridge import to_pusht_episode as convert
+    if args.cameras and not args.sim:
+        raise UserError("--cameras names twin cameras (needs --sim); a real station's cameras are --realsense SERIAL")
     with open_station(sim=args.sim, host=args.host, frequency=args.frequency, image_hw=args.image_size,
-                      camera_fps=args.camera_fps, realsense_serials=args.realsense, seed=args.start_seed) as (station, twin):
+                      camera_fps=args.camera_fps, realsense_serials=args.realsense, seed=args.start_seed,
+                      twin_cameras=args.cameras or DEFAULT_CAMERAS) as (station, twin):
         for ep in range(args.episodes):
             if twin is not None:
                 twin.reset_scene(args.start_seed + ep)

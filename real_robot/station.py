@@ -3,7 +3,7 @@ episodes recorded to a ReplayBuffer plus a video.
 
 Observation at control step t (``n_obs_steps`` = n, control period dt):
     obs times   tau_i = t_ref - (n-1-i)*dt, t_ref = capture time of the newest frame of the slowest camera
-    image_i     the newest frame captured at or before tau_i (per camera)
+    image_i     the newest frame captured at or before tau_i (per camera; keys from ``image_keys``)
     agent_pos_i the TCP xy interpolated at tau_i from the arm's state ring (sampled at 125/500 Hz)
 so image and proprioception describe the same instant, whatever the transport delays were.
 
@@ -26,6 +26,13 @@ import numpy as np
 from real_robot.cameras import CameraStalled, RingCamera
 
 log = logging.getLogger(__name__)
+
+
+def image_keys(cameras) -> dict[str, tuple[str, str]]:
+    """Camera name -> (observation key, recorded key), cameras in the station's order. The first camera is
+    ``image`` / ``img``, Push-T's names, so one-camera policies and recordings read as they always did; every other
+    camera is named after itself (``image_side`` / ``img_side``), so its key does not depend on its position."""
+    return {cam: ("image", "img") if i == 0 else (f"image_{cam}", f"img_{cam}") for i, cam in enumerate(cameras)}
 
 
 @dataclass
@@ -59,6 +66,7 @@ class PushTStation:
         """``mocap``: optional object tracker with ``get(k) -> {"timestamp", "block_pose_px"}`` (on the twin,
         its ground truth); its samples are aligned like camera frames."""
         self.arm, self.cameras, self.mocap = arm, cameras, mocap
+        self.image_keys = image_keys(cameras)
         self.cfg = config or PushTTaskConfig()
         self.counters = StepCounters()
         self._episode: dict[str, list] | None = None
@@ -77,8 +85,9 @@ class PushTStation:
 
     def get_obs(self) -> dict[str, np.ndarray]:
         """{"image": (n, 3, H, W) float32 in [0, 1] (first camera), "image_<cam>" for others,
-        "agent_pos": (n, 2) float32, "timestamp": (n,) float64}. Raises CameraStalled. Without cameras the
-        newest arm state sets the time reference (proprioception-only policies)."""
+        "agent_pos": (n, 2) float32, "timestamp": (n,) float64}, and "_frames": {recorded key: newest uint8
+        frame} for recording. Raises CameraStalled. Without cameras the newest arm state sets the time reference
+        (proprioception-only policies)."""
         n, dt = self.cfg.n_obs_steps, self.cfg.dt
         frames = {}
         for name, cam in self.cameras.items():
@@ -87,13 +96,13 @@ class PushTStation:
         st = state["timestamp"]
         t_ref = min(f["timestamp"][-1] for f in frames.values()) if frames else st[-1]
         obs_t = t_ref - dt * np.arange(n - 1, -1, -1)
-        obs = {"timestamp": obs_t}
-        for i, (name, f) in enumerate(frames.items()):
+        obs = {"timestamp": obs_t, "_frames": {}}
+        for name, f in frames.items():
             idx = np.clip(np.searchsorted(f["timestamp"], obs_t, side="right") - 1, 0, None)
             imgs = f["color"][idx]
-            obs["image" if i == 0 else f"image_{name}"] = np.moveaxis(imgs, -1, 1).astype(np.float32) / 255.0
-            if i == 0:
-                obs["_frame"] = imgs[-1]
+            obs_key, recorded_key = self.image_keys[name]
+            obs[obs_key] = np.moveaxis(imgs, -1, 1).astype(np.float32) / 255.0
+            obs["_frames"][recorded_key] = imgs[-1]
         if obs_t[0] < st[0]:
             log.debug("robot state ring does not reach back to the oldest obs time; using its oldest sample")
         xy = np.stack([np.interp(obs_t, st, state["tcp_pose"][:, j]) for j in range(2)], axis=-1)
@@ -153,7 +162,8 @@ class PushTStation:
 
     # -- recording ------------------------------------------------------------------------------------------
     def start_episode(self) -> None:
-        self._episode = {k: [] for k in ("timestamp", "img", "agent_pos", "action", "robot_eef_pose",
+        images = [recorded for _, recorded in self.image_keys.values()]
+        self._episode = {k: [] for k in ("timestamp", *images, "agent_pos", "action", "robot_eef_pose",
                                          "robot_joint", "block_pose_px")}
 
     @property
@@ -161,13 +171,14 @@ class PushTStation:
         return self._episode is not None
 
     def record_step(self, obs: dict, action_xy) -> None:
-        """One control step: the newest aligned frame and state, and the action commanded at this step."""
+        """One control step: the newest aligned frame of each camera and state, and the action commanded at
+        this step."""
         if self._episode is None:
             return
         ep = self._episode
         ep["timestamp"].append(obs["timestamp"][-1])
-        if "_frame" in obs:
-            ep["img"].append(obs["_frame"])
+        for key, frame in obs.get("_frames", {}).items():
+            ep[key].append(frame)
         ep["agent_pos"].append(obs["agent_pos"][-1])
         ep["action"].append(np.asarray(action_xy, dtype=np.float32))
         ep["robot_eef_pose"].append(obs["_tcp_pose"])
@@ -178,13 +189,15 @@ class PushTStation:
     def end_episode(self, replay_buffer, video_dir: str | Path | None = None, convert=None,
                     discard: bool = False) -> int | None:
         """Commit the episode (also after Ctrl-C: call it from ``finally``). Returns its index, or None if it
-        had no steps or ``discard``. ``convert``: episode dict -> dict stored instead (e.g. another layout)."""
+        had no steps or ``discard``. ``convert``: episode dict -> dict stored instead (e.g. another layout).
+        The video shows every camera side by side, in the station's order."""
         ep, self._episode = self._episode, None
         if discard or not ep or not ep["timestamp"]:
             return None
+        images = {k: np.stack(ep[k]).astype(np.uint8) for _, k in self.image_keys.values() if ep[k]}
         data = {
             "timestamp": np.asarray(ep["timestamp"], dtype=np.float64),
-            **({"img": np.stack(ep["img"]).astype(np.uint8)} if ep["img"] else {}),
+            **images,
             "agent_pos": np.asarray(ep["agent_pos"], dtype=np.float32),
             "action": np.asarray(ep["action"], dtype=np.float32),
             "robot_eef_pose": np.asarray(ep["robot_eef_pose"], dtype=np.float32),
@@ -192,20 +205,15 @@ class PushTStation:
             **({"block_pose_px": np.asarray(ep["block_pose_px"], dtype=np.float32)} if ep["block_pose_px"] else {}),
         }
         idx = replay_buffer.add_episode(convert(data) if convert is not None else data)
-        if video_dir is not None and "img" in data:
+        if video_dir is not None and images:
             import imageio.v3 as iio
 
             path = Path(video_dir) / f"episode_{idx:04d}.mp4"
             path.parent.mkdir(parents=True, exist_ok=True)
-            iio.imwrite(path, data["img"], plugin="pyav", fps=self.cfg.control_hz, codec="libx264")
+            iio.imwrite(path, np.concatenate(list(images.values()), axis=2), plugin="pyav", fps=self.cfg.control_hz,
+                        codec="libx264")
         log.info("episode %d recorded: %d steps", idx, len(data["timestamp"]))
         return idx
 
 
-def shape_meta(image_hw) -> dict:
-    """Contract-3 shape_meta of this task (one camera)."""
-    return {"obs": {"image": {"shape": [3, *image_hw], "type": "rgb"}, "agent_pos": {"shape": [2], "type": "lowdim"}},
-            "action": {"shape": [2]}}
-
-
-__all__ = ["PushTStation", "PushTTaskConfig", "StepCounters", "CameraStalled", "shape_meta"]
+__all__ = ["PushTStation", "PushTTaskConfig", "StepCounters", "CameraStalled", "image_keys"]

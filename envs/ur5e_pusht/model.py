@@ -12,8 +12,8 @@ so link ``i`` is a body rotating about its local z, and link ``i+1`` sits at ``(
 
 Scene, in the robot base frame (metres): table top at z = 0, a square Push-T workspace of side
 ``WORKSPACE_SIZE`` centred at ``WORKSPACE_CENTER`` (1 Push-T pixel = WORKSPACE_SIZE / 512 m), a T block of the
-Push-T proportions (bar 120x30 px over a 30x90 px stem), a translucent goal T drawn on the table and a camera
-``front`` looking at the workspace from across the table.
+Push-T proportions (bar 120x30 px over a 30x90 px stem), a translucent goal T drawn on the table and the cameras
+of ``CAMERAS`` looking at the workspace: ``front`` from across the table, ``side`` from its right-hand side.
 """
 
 from __future__ import annotations
@@ -36,9 +36,10 @@ PX = WORKSPACE_SIZE / 512.0
 BLOCK_HEIGHT = 0.03
 GOAL_POSE_PX = tuple(GOAL_POSE)  # Push-T's goal (x px, y px, angle)
 T_CENTROID_PX = (120 * 30 * 15 + 30 * 90 * 75) / (120 * 30 + 30 * 90)  # 40.7 px along the stem from the origin
-# The camera faces the arm from across the table (like the reference station's front camera), so the wrist
-# above the pusher does not hide it.
-CAMERA_POS = (0.0, -0.92, 0.48)
+# Camera name -> position; each looks at the workspace centre. ``front`` faces the arm from across the table (like
+# the reference station's front camera), so the wrist above the pusher does not hide the T; ``side`` looks from the
+# table's +x edge, so it sees across the image what is depth for ``front`` (base-frame y).
+CAMERAS = {"front": (0.0, -0.92, 0.48), "side": (0.52, -0.42, 0.46)}
 # Seed configuration (elbow up, wrist down) and the TCP pose the station starts in: pusher tip 1.5 cm above the
 # table at the workspace centre, tool z pointing down.
 HOME_Q_SEED = (np.pi / 2, -1.9, 1.9, -1.57, -1.5708, 0.0)
@@ -126,7 +127,10 @@ def build_mjcf(timestep: float = 0.002, camera_fovy: float = 42.0) -> str:
     """The whole station as an MJCF string (timestep = one controller period: 0.002 s for e-series)."""
     cx, cy = WORKSPACE_CENTER
     goal_xy = px_to_table(GOAL_POSE_PX[:2])
-    cam_pos, cam_xyaxes = _look_at(CAMERA_POS, (cx, cy, 0.0))
+    cameras = ""
+    for name, pos in CAMERAS.items():
+        cam_pos, cam_xyaxes = _look_at(pos, (cx, cy, 0.0))
+        cameras += f'<camera name="{name}" pos="{cam_pos}" xyaxes="{cam_xyaxes}" fovy="{camera_fovy}"/>'
     return f"""
 <mujoco model="ur5e_pusht">
   <compiler angle="radian" autolimits="true"/>
@@ -146,7 +150,7 @@ def build_mjcf(timestep: float = 0.002, camera_fovy: float = 42.0) -> str:
       <inertial pos="0 {T_CENTROID_PX * PX} {BLOCK_HEIGHT / 2}" mass="0.1" diaginertia="0.0002 0.0002 0.0003"/>
       {_t_geoms("block", "0.47 0.53 0.6 1", collide=True, height=BLOCK_HEIGHT)}
     </body>
-    <camera name="front" pos="{cam_pos}" xyaxes="{cam_xyaxes}" fovy="{camera_fovy}"/>
+    {cameras}
     <body name="base" pos="0 0 0">
       <geom type="cylinder" fromto="0 0 0 0 0 0.09" size="0.075" rgba="0.2 0.2 0.2 1" contype="0" conaffinity="0"/>
       {_arm_xml()}

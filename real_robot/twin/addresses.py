@@ -1,11 +1,33 @@
 """Where a twin is reached: the UR controller's fixed TCP ports on the twin's loopback address, and the names
-and layouts of its shared-memory rings (cameras, ground truth). Imported by the twin and by its clients."""
+and layouts of its shared-memory rings (cameras, ground truth), and which cameras it may render. Imported by the
+twin and by its clients."""
 
 from __future__ import annotations
+
+import argparse
 
 import numpy as np
 
 RTDE_PORT, DASHBOARD_PORT, PRIMARY_PORT, SECONDARY_PORT = 30004, 29999, 30002, 30003
+DEFAULT_CAMERAS = ("front",)
+
+
+def twin_camera_names() -> tuple[str, ...]:
+    """The cameras the twin's MuJoCo model defines (imported on use: the model package loads MuJoCo, which a
+    client of real hardware does not need)."""
+    from envs.ur5e_pusht.model import CAMERAS
+
+    return tuple(CAMERAS)
+
+
+def camera_list(text: str) -> tuple[str, ...]:
+    """argparse type of ``--cameras``: comma-separated twin cameras, in order (the first is the policy's ``image``,
+    recorded as ``img``; the others ``image_<cam>`` / ``img_<cam>``)."""
+    names, known = tuple(n.strip() for n in text.split(",")), twin_camera_names()
+    if not all(n in known for n in names) or len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"{text!r}: name twin cameras from {', '.join(known)}, each once, "
+                                         "separated by commas (e.g. front,side)")
+    return names
 
 
 def camera_ring_name(host: str, camera: str) -> str:

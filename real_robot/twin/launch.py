@@ -20,8 +20,8 @@ from collections import deque
 from pathlib import Path
 
 from real_robot.shm_ring import SharedRing
-from real_robot.twin.addresses import (DASHBOARD_PORT, RTDE_PORT, TRUTH_RING_SPEC, camera_ring_name, truth_ring_name,
-                                       unlink_stale)
+from real_robot.twin.addresses import (DASHBOARD_PORT, DEFAULT_CAMERAS, RTDE_PORT, TRUTH_RING_SPEC, camera_ring_name,
+                                       truth_ring_name, unlink_stale)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -48,13 +48,15 @@ class TwinProcess:
 
     def __init__(self, host: str | None = None, frequency: float = 500.0, render: bool = True,
                  image_hw=(96, 96), camera_fps: float = 30.0, seed: int = 0, timeout: float = 30.0,
-                 mujoco_gl: str | None = None):
+                 mujoco_gl: str | None = None, cameras=DEFAULT_CAMERAS):
+        """``cameras``: the twin cameras to render (names from ``envs.ur5e_pusht.model.CAMERAS``), one ring each."""
         self.host = host or free_loopback_host()
         self.frequency = frequency
         self.image_hw = tuple(image_hw)
+        self.cameras = tuple(cameras)
         cmd = [sys.executable, "-m", "real_robot.twin", "--host", self.host, "--frequency", str(frequency),
                "--image-size", *map(str, image_hw), "--camera-fps", str(camera_fps), "--seed", str(seed),
-               "--parent-pid", str(os.getpid())]
+               "--cameras", ",".join(self.cameras), "--parent-pid", str(os.getpid())]
         if not render:
             cmd.append("--no-render")
         env = dict(os.environ)
@@ -81,7 +83,7 @@ class TwinProcess:
                 tail = "\n".join(self.log)
                 raise RuntimeError(f"twin on {self.host} failed to start:\n{tail}")
 
-    def camera_ring(self, camera: str = "front") -> str:
+    def camera_ring(self, camera: str = DEFAULT_CAMERAS[0]) -> str:
         return camera_ring_name(self.host, camera)
 
     def dashboard(self, command: str, timeout: float = 5.0) -> str:
@@ -120,7 +122,7 @@ class TwinProcess:
         if self.alive:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(5)
-        for name in (self.camera_ring("front"), truth_ring_name(self.host)):
+        for name in (*map(self.camera_ring, self.cameras), truth_ring_name(self.host)):
             unlink_stale(name)
 
     def stop(self, timeout: float = 5.0) -> None:

@@ -37,8 +37,7 @@ def pusht_obs(obs: dict) -> dict:
     if "block_pose_px" in obs:
         out["keypoint"] = keypoint_obs(block_keypoints(np.asarray(obs["block_pose_px"], dtype=np.float64)), agent)
         out["state"] = np.concatenate([agent, obs["block_pose_px"]], axis=1).astype(np.float32)
-    if "image" in obs:
-        out["image"] = obs["image"]
+    out.update({k: v for k, v in obs.items() if k == "image" or k.startswith("image_")})  # every camera
     return out
 
 
@@ -66,6 +65,5 @@ def to_pusht_episode(ep: dict) -> dict:
         "action": table_to_px(ep["action"]).astype(np.float32),
         "n_contacts": np.zeros((len(agent), 1), np.float32),
     }
-    if "img" in ep:
-        out["img"] = ep["img"]
+    out.update({k: v for k, v in ep.items() if k == "img" or k.startswith("img_")})  # every camera
     return out

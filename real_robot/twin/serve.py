@@ -5,7 +5,8 @@ Unmodified ``ur_rtde`` clients connect to it exactly as to a robot. Ports are th
 hard-codes them), so several twins run side by side on different loopback addresses (127.0.0.0/8 all reach
 ``lo`` on Linux): ``--host 127.0.0.7``. It binds loopback addresses only.
 
-Run: ``python -m real_robot.twin --host 127.0.0.1 --frequency 500`` (``real_robot.twin.launch`` does it for you).
+Run: ``python -m real_robot.twin --host 127.0.0.1 --frequency 500 [--cameras front,side]`` (``real_robot.twin.launch``
+does it for you); each camera renders into its own shared-memory ring (``addresses.camera_ring_name``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import signal
 import socketserver
 import threading
 
-from real_robot.twin.addresses import DASHBOARD_PORT, PRIMARY_PORT, RTDE_PORT, SECONDARY_PORT
+from real_robot.twin.addresses import (DASHBOARD_PORT, DEFAULT_CAMERAS, PRIMARY_PORT, RTDE_PORT, SECONDARY_PORT,
+                                       camera_list)
 from real_robot.twin.dashboard import _DashboardHandler
 from real_robot.twin.rtde_server import _RTDEHandler
 from real_robot.twin.script_server import _ScriptHandler
@@ -43,10 +45,11 @@ def _exit_with_parent(parent_pid: int, stop_event: threading.Event) -> None:
 
 
 def serve(host: str, frequency: float, render: bool = True, image_hw=(96, 96), camera_fps: float = 30.0,
-          seed: int = 0, parent_pid: int | None = None) -> None:
+          seed: int = 0, parent_pid: int | None = None, cameras=DEFAULT_CAMERAS) -> None:
     if not ipaddress.ip_address(host).is_loopback:
         raise ValueError(f"the twin binds loopback addresses only (127.x.y.z), got {host!r}")
-    station = Station(host, frequency, image_hw=image_hw, camera_fps=camera_fps, render=render, seed=seed)
+    station = Station(host, frequency, image_hw=image_hw, camera_fps=camera_fps, cameras=cameras, render=render,
+                      seed=seed)
     servers = []
     try:
         for port, handler in ((RTDE_PORT, _RTDEHandler), (DASHBOARD_PORT, _DashboardHandler),
@@ -87,6 +90,8 @@ def main(argv=None) -> None:
     p.add_argument("--no-render", action="store_true", help="no cameras (physics and servers only)")
     p.add_argument("--image-size", type=int, nargs=2, default=(96, 96), metavar=("H", "W"))
     p.add_argument("--camera-fps", type=float, default=30.0)
+    p.add_argument("--cameras", type=camera_list, default=DEFAULT_CAMERAS, metavar="CAM[,CAM...]",
+                   help=f"cameras to render, each into its own ring (default {','.join(DEFAULT_CAMERAS)})")
     p.add_argument("--seed", type=int, default=0, help="initial T-block pose seed")
     p.add_argument("--parent-pid", type=int, default=None,
                    help="stop when this process (the launcher) exits; set by TwinProcess")
@@ -94,4 +99,4 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO, format="[twin %(levelname)s] %(message)s")
     os.environ.setdefault("MUJOCO_GL", "egl")
     serve(a.host, a.frequency, render=not a.no_render, image_hw=tuple(a.image_size), camera_fps=a.camera_fps,
-          seed=a.seed, parent_pid=a.parent_pid)
+          seed=a.seed, parent_pid=a.parent_pid, cameras=a.cameras)

@@ -10,8 +10,8 @@ import threading
 import time
 
 from real_robot.shm_ring import SharedRing
-from real_robot.twin.addresses import (TRUTH_RING_SPEC, camera_ring_name, camera_ring_spec, truth_ring_name,
-                                       unlink_stale)
+from real_robot.twin.addresses import (DEFAULT_CAMERAS, TRUTH_RING_SPEC, camera_ring_name, camera_ring_spec,
+                                       truth_ring_name, unlink_stale)
 from real_robot.twin.control_program import ControlProgram
 
 log = logging.getLogger("real_robot.twin")
@@ -25,7 +25,7 @@ class Station:
     """Physics + controller state shared by the stepping loop and the server threads (one lock)."""
 
     def __init__(self, host: str, frequency: float, image_hw=(96, 96), camera_fps: float = 30.0,
-                 cameras=("front",), render: bool = True, seed: int = 0):
+                 cameras=DEFAULT_CAMERAS, render: bool = True, seed: int = 0):
         from envs.ur5e_pusht import UR5ePushTSim  # physics lives in envs/
 
         self.host, self.frequency, self.dt = host, float(frequency), 1.0 / frequency
